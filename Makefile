@@ -1,0 +1,51 @@
+# Two commands do everything: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# First Python >= 3.12 found: python3.13 / python3.12 on PATH, then pyenv's installs.
+PYTHON ?= $(shell for p in python3.13 python3.12 $$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
+	$$p -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+
+.PHONY: run test lint format bench bench-quick browser clean
+
+$(VENV)/.base: requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python >= 3.12 not found (tried python3.13, python3.12, ~/.pyenv/versions/3.12+)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.base
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo --base-url http://$(HOST):$(PORT)
+	@echo "Starting web (http://$(HOST):$(PORT)/) and worker; Ctrl+C stops both."
+	@trap 'kill 0' INT TERM EXIT; \
+	$(PY) manage.py automations_worker & \
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+test: $(VENV)/.dev
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(VENV)/.dev
+	$(PY) bench/run.py
+
+bench-quick: $(VENV)/.dev
+	$(PY) bench/run.py --quick
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Automation rules and their run log."""

@@ -1,0 +1,239 @@
+"""Settings, read once from the environment (see README "Configuration")."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY") or "dev-insecure-secret-key-change-me-in-production-0123456789"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "django_tasks_db",
+    "anymail",
+    "workspaces",
+    "records",
+    "automations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + a busy timeout let the web server and the worker share the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Requests: huge payloads are refused before they reach a view.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
+
+SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", True)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "config.authentication.TokenOrBearerAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "config.renderers.EnvelopeJSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "config.api.envelope_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "config.api.EnvelopeAutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": os.environ.get("API_THROTTLE_ANON", "120/min"),
+        "user": os.environ.get("API_THROTTLE_USER", "100000/hour"),
+    },
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Workspace automations API",
+    "DESCRIPTION": "Workspaces, entities, records, tasks and the automations that run on them. "
+    'Every response is wrapped in the envelope {"success", "message", "data"} '
+    '(errors: {"success": false, "message", "errors"}).',
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api.envelope_schema_hook",
+    ],
+}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Background work: Django's tasks API; the default backend keeps tasks in the same database, so a
+# record write and the automation event it causes commit (or roll back) together.
+TASKS = {
+    "default": {
+        "BACKEND": os.environ.get("TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
+        "QUEUES": ["default", "automations"],
+    }
+}
+
+# Email: console by default; "smtp"; or any anymail provider by name.
+FROM_EMAIL = os.environ.get("FROM_EMAIL", "automations@localhost")
+DEFAULT_FROM_EMAIL = FROM_EMAIL
+SERVER_EMAIL = FROM_EMAIL
+EMAIL_PROVIDER = os.environ.get("EMAIL_PROVIDER", "console").strip().lower()
+ANYMAIL: dict[str, str] = {}
+if EMAIL_PROVIDER == "console":
+    _mailer = {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+elif EMAIL_PROVIDER == "smtp":
+    _mailer = {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": os.environ.get("EMAIL_HOST", "localhost"),
+            "port": env_int("EMAIL_PORT", 25),
+            "username": os.environ.get("EMAIL_HOST_USER", ""),
+            "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "use_ssl": env_bool("EMAIL_USE_SSL", False),
+            "timeout": env_int("EMAIL_TIMEOUT", 30),
+        },
+    }
+elif EMAIL_PROVIDER == "test":
+    _mailer = {"BACKEND": "anymail.backends.test.EmailBackend"}
+else:
+    # An anymail provider by its module name: sendgrid, mailgun, postmark, amazon_ses, brevo, resend,
+    # sparkpost, ... Provider keys come from ANYMAIL_<NAME> variables, e.g. ANYMAIL_SENDGRID_API_KEY.
+    _mailer = {"BACKEND": f"anymail.backends.{EMAIL_PROVIDER}.EmailBackend"}
+    for key, value in os.environ.items():
+        if key.startswith("ANYMAIL_") and value:
+            ANYMAIL[key.removeprefix("ANYMAIL_")] = value
+MAILERS = {"default": _mailer}
+
+# The automation engine (README "Configuration" lists each one).
+AUTOMATIONS_RETRY_SCHEDULE = [
+    int(x) for x in env_list("AUTOMATIONS_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"])
+]
+AUTOMATIONS_RETRY_JITTER = env_float("AUTOMATIONS_RETRY_JITTER", 0.1)
+AUTOMATIONS_RETRY_AFTER_MAX = env_int("AUTOMATIONS_RETRY_AFTER_MAX", 36000)
+AUTOMATIONS_MAX_CHAIN_DEPTH = env_int("AUTOMATIONS_MAX_CHAIN_DEPTH", 5)
+AUTOMATIONS_MAX_CONSECUTIVE_FAILURES = env_int("AUTOMATIONS_MAX_CONSECUTIVE_FAILURES", 8)
+AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = env_bool("AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE", False)
+AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS = env_list("AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS", [])
+AUTOMATIONS_WEBHOOK_CONNECT_TIMEOUT = env_float("AUTOMATIONS_WEBHOOK_CONNECT_TIMEOUT", 5.0)
+AUTOMATIONS_WEBHOOK_TOTAL_TIMEOUT = env_float("AUTOMATIONS_WEBHOOK_TOTAL_TIMEOUT", 30.0)
+AUTOMATIONS_WEBHOOK_RESPONSE_MAX_BYTES = env_int("AUTOMATIONS_WEBHOOK_RESPONSE_MAX_BYTES", 4096)
+AUTOMATIONS_TEMPLATE_MAX_OUTPUT = env_int("AUTOMATIONS_TEMPLATE_MAX_OUTPUT", 100_000)
+AUTOMATIONS_RUN_LEASE_SECONDS = env_int("AUTOMATIONS_RUN_LEASE_SECONDS", 120)
+AUTOMATIONS_EVENT_GRACE_SECONDS = env_int("AUTOMATIONS_EVENT_GRACE_SECONDS", 300)
+AUTOMATIONS_RECOVERY_INTERVAL = env_float("AUTOMATIONS_RECOVERY_INTERVAL", 15.0)
+AUTOMATIONS_WORKER_POLL_INTERVAL = env_float("AUTOMATIONS_WORKER_POLL_INTERVAL", 0.5)
+AUTOMATIONS_EVENTS_PER_TASK = env_int("AUTOMATIONS_EVENTS_PER_TASK", 25)
+AUTOMATIONS_QUEUE = os.environ.get("AUTOMATIONS_QUEUE", "automations")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "automations": {"handlers": ["console"], "level": os.environ.get("AUTOMATIONS_LOG_LEVEL", "INFO")},
+    },
+}

@@ -1,0 +1,127 @@
+"""The one place that writes records and tasks. Every write runs in a transaction; the automation
+engine hooks in through ``post_save``/``post_delete`` and ``records_bulk_created`` (records never
+imports automations)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import exceptions
+
+from workspaces.field_types import clean_record_data
+from workspaces.models import Entity
+
+from .models import Record, Task
+from .signals import records_bulk_created
+
+BULK_MAX = 1000
+
+
+def _clean(entity: Entity, data: Any, *, partial: bool = False) -> dict:
+    cleaned, errors = clean_record_data(entity.fields, data, partial=partial)
+    if errors:
+        raise exceptions.ValidationError({"data": errors} if "data" not in errors else errors)
+    return cleaned
+
+
+@transaction.atomic
+def record_create(*, entity: Entity, data: Any, actor=None) -> Record:
+    """Validate ``data`` against the entity's fields and insert the record."""
+    record = Record(
+        workspace_id=entity.workspace_id, entity=entity, data=_clean(entity, data), created_by=actor, updated_by=actor
+    )
+    record.actor = actor
+    record.save(force_insert=True)
+    return record
+
+
+@transaction.atomic
+def record_update(*, record: Record, data: Any, actor=None, merge: bool = True) -> Record:
+    """PATCH (``merge=True``): given keys replace theirs. PUT (``merge=False``): ``data`` replaces all.
+    A write that changes nothing saves nothing (and so fires nothing)."""
+    entity = record.entity
+    cleaned = _clean(entity, data, partial=merge)
+    new_data = {**(record.data or {}), **cleaned} if merge else cleaned
+    if new_data == record.data:
+        return record
+    record.data = new_data
+    record.updated_by = actor
+    record.actor = actor
+    record.save(update_fields=["data", "updated_by", "updated_at"])
+    return record
+
+
+@transaction.atomic
+def record_delete(*, record: Record, actor=None) -> None:
+    record.actor = actor
+    record.delete()
+
+
+@transaction.atomic
+def record_bulk_create(*, entity: Entity, items: list, actor=None) -> list[Record]:
+    """Create up to ``BULK_MAX`` records in one transaction: all or nothing; errors name the index."""
+    if not isinstance(items, list) or not items:
+        raise exceptions.ValidationError({"records": ["A non-empty list of records is required."]})
+    if len(items) > BULK_MAX:
+        raise exceptions.ValidationError({"records": [f"At most {BULK_MAX} records per request."]})
+    errors: dict[str, Any] = {}
+    records: list[Record] = []
+    now = timezone.now()
+    for index, item in enumerate(items):
+        data = item.get("data") if isinstance(item, dict) and set(item) == {"data"} else item
+        cleaned, item_errors = clean_record_data(entity.fields, data)
+        if item_errors:
+            errors[str(index)] = {"data": item_errors}
+            continue
+        records.append(
+            Record(
+                workspace_id=entity.workspace_id,
+                entity=entity,
+                data=cleaned,
+                created_by=actor,
+                updated_by=actor,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    if errors:
+        raise exceptions.ValidationError({"records": errors})
+    Record.objects.bulk_create(records, batch_size=500)
+    for record in records:
+        record.previous_data = dict(record.data)
+    records_bulk_created.send(sender=Record, records=records, actor=actor)
+    return records
+
+
+TASK_FIELDS = ("title", "description", "status", "assignee", "due_date", "record")
+
+
+@transaction.atomic
+def task_create(
+    *, workspace, title: str, actor=None, created_by_rule_id=None, created_by_run_id=None, **fields
+) -> Task:
+    task = Task(
+        workspace=workspace,
+        title=title,
+        created_by=actor,
+        created_by_rule_id=created_by_rule_id,
+        created_by_run_id=created_by_run_id,
+        **{k: v for k, v in fields.items() if k in TASK_FIELDS},
+    )
+    if task.status == Task.Status.DONE:
+        task.completed_at = timezone.now()
+    task.save(force_insert=True)
+    return task
+
+
+@transaction.atomic
+def task_update(*, task: Task, actor=None, **changes) -> Task:
+    for key, value in changes.items():
+        if key in TASK_FIELDS:
+            setattr(task, key, value)
+    if "status" in changes:
+        task.completed_at = timezone.now() if task.status == Task.Status.DONE else None
+    task.save()
+    return task

@@ -1,0 +1,81 @@
+import factory
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+
+from records.models import Record, Task
+from workspaces.models import Entity, Membership, Role, Workspace
+
+User = get_user_model()
+
+LEAD_FIELDS = [
+    {"name": "name", "type": "text", "required": True},
+    {"name": "email", "type": "email", "required": False},
+    {"name": "company", "type": "text", "required": False},
+    {
+        "name": "status",
+        "type": "select",
+        "required": False,
+        "options": ["New", "Contacted", "Qualified", "Closed Won", "Closed Lost"],
+    },
+    {"name": "amount", "type": "number", "required": False},
+]
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "pass-Word-123")
+
+    @factory.post_generation
+    def token(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+            Token.objects.get_or_create(user=obj)
+
+
+class WorkspaceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Workspace
+
+    name = factory.Sequence(lambda n: f"Workspace {n}")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    user = factory.SubFactory(UserFactory)
+    role = Role.MEMBER
+
+
+class EntityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Entity
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    name = factory.Sequence(lambda n: f"Leads {n}")
+    slug = factory.Sequence(lambda n: f"leads-{n}")
+    fields = factory.LazyFunction(lambda: [dict(f) for f in LEAD_FIELDS])
+    status_field = "status"
+
+
+class RecordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Record
+
+    entity = factory.SubFactory(EntityFactory)
+    workspace = factory.LazyAttribute(lambda o: o.entity.workspace)
+    data = factory.LazyFunction(lambda: {"name": "Ada Lovelace", "email": "ada@example.com", "status": "New"})
+
+
+class TaskFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Task
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    title = factory.Sequence(lambda n: f"Task {n}")

@@ -1,0 +1,113 @@
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from ..field_types import FIELD_TYPES
+from ..models import Entity, Membership, Role, Workspace
+
+User = get_user_model()
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "username", "email", "first_name", "last_name", "date_joined"]
+        read_only_fields = fields
+
+
+class RegisterSerializer(serializers.Serializer):
+    username = serializers.RegexField(r"^[\w.@+-]+$", max_length=150)
+    email = serializers.EmailField()
+    password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
+
+    def validate_username(self, value):
+        if User.objects.filter(username__iexact=value).exists():
+            raise serializers.ValidationError("This username is taken.")
+        return value
+
+    def validate_email(self, value):
+        if User.objects.filter(email__iexact=value).exists():
+            raise serializers.ValidationError("An account with this email exists.")
+        return value
+
+    def validate(self, attrs):
+        try:
+            password_validation.validate_password(attrs["password"], User(username=attrs["username"]))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"password": list(exc.messages)}) from None
+        return attrs
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
+
+
+class WorkspaceSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField(help_text="Your role in this workspace.")
+
+    class Meta:
+        model = Workspace
+        fields = ["id", "name", "description", "role", "created_at", "updated_at"]
+        read_only_fields = ["id", "role", "created_at", "updated_at"]
+        extra_kwargs = {"name": {"max_length": 255}, "description": {"required": False}}
+
+    def get_role(self, obj) -> str | None:
+        roles = self.context.get("roles") or {}
+        return roles.get(obj.pk)
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    user = UserSerializer(read_only=True)
+    username = serializers.CharField(write_only=True, required=False, max_length=254)
+    email = serializers.CharField(write_only=True, required=False, max_length=254)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "user", "username", "email", "role", "created_at"]
+        read_only_fields = ["id", "user", "created_at"]
+
+    def validate(self, attrs):
+        if self.instance is None and not (attrs.get("username") or attrs.get("email")):
+            raise serializers.ValidationError({"username": ["Give the username or the email of an existing user."]})
+        return attrs
+
+
+class FieldSpecSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=list(FIELD_TYPES))
+    required = serializers.BooleanField(default=False)
+    options = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class EntitySerializer(serializers.ModelSerializer):
+    fields = serializers.JSONField(
+        default=list,
+        help_text='List of {"name", "type", "required", "options"}; types: ' + ", ".join(FIELD_TYPES),
+    )
+    status_field = serializers.CharField(max_length=100, required=False, default="status")
+    record_count = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = Entity
+        fields = [
+            "id",
+            "workspace_id",
+            "name",
+            "slug",
+            "description",
+            "fields",
+            "status_field",
+            "record_count",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "workspace_id", "slug", "created_at", "updated_at", "record_count"]
+        extra_kwargs = {"description": {"required": False}}
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not hasattr(instance, "record_count"):
+            data.pop("record_count", None)
+        return data

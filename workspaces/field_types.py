@@ -1,0 +1,309 @@
+"""Entity field types: a registry keyed by the type name stored in ``Entity.fields[].type``.
+
+Each type cleans one value (``clean``) and says how to compare it (``sort_key``), so record validation,
+filters, conditions and the ``update_field`` action agree on what a value of that type is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import EmailValidator, URLValidator
+from django.utils.dateparse import parse_date, parse_datetime
+
+
+class FieldValueError(ValueError):
+    """A value does not fit its field; the message is shown to the user."""
+
+
+class FieldType:
+    name: str = ""
+    needs_options = False
+
+    def clean(self, value: Any, spec: dict) -> Any:
+        """Return the stored form of ``value`` or raise ``FieldValueError``."""
+        raise NotImplementedError
+
+    def is_empty(self, value: Any) -> bool:
+        return value is None or value == "" or value == []
+
+
+class TextType(FieldType):
+    """Single line of text."""
+
+    name = "text"
+    max_length = 10_000
+
+    def clean(self, value, spec):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise FieldValueError("Must be a string.")
+        value = str(value)
+        if len(value) > self.max_length:
+            raise FieldValueError(f"Must be at most {self.max_length} characters.")
+        return value
+
+
+class LongTextType(TextType):
+    """Multi-line text."""
+
+    name = "long_text"
+    max_length = 200_000
+
+
+class NumberType(FieldType):
+    """Integer or decimal number (numeric strings are converted)."""
+
+    name = "number"
+
+    def clean(self, value, spec):
+        if isinstance(value, bool):
+            raise FieldValueError("Must be a number.")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise FieldValueError("Must be a finite number.")
+            return int(value) if value.is_integer() and abs(value) < 2**53 else value
+        if isinstance(value, str):
+            try:
+                number = Decimal(value.strip())
+            except InvalidOperation:
+                raise FieldValueError("Must be a number.") from None
+            if not number.is_finite():
+                raise FieldValueError("Must be a finite number.")
+            if number == number.to_integral_value() and "." not in value and "e" not in value.lower():
+                return int(number)
+            return float(number)
+        raise FieldValueError("Must be a number.")
+
+
+class BooleanType(FieldType):
+    """true / false (the strings "true"/"false"/"1"/"0"/"yes"/"no" are converted)."""
+
+    name = "boolean"
+    truthy = {"true", "1", "yes", "on"}
+    falsy = {"false", "0", "no", "off"}
+
+    def clean(self, value, spec):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in self.truthy | self.falsy:
+            return value.strip().lower() in self.truthy
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise FieldValueError("Must be true or false.")
+
+
+class DateType(FieldType):
+    """ISO date, stored as "YYYY-MM-DD"."""
+
+    name = "date"
+
+    def clean(self, value, spec):
+        if not isinstance(value, str):
+            raise FieldValueError("Must be a date in the form YYYY-MM-DD.")
+        try:
+            parsed = parse_date(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise FieldValueError("Must be a date in the form YYYY-MM-DD.")
+        return parsed.isoformat()
+
+
+class DateTimeType(FieldType):
+    """ISO 8601 date-time, stored in UTC as "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00"."""
+
+    name = "datetime"
+
+    def clean(self, value, spec):
+        if not isinstance(value, str):
+            raise FieldValueError("Must be an ISO 8601 date-time.")
+        try:
+            parsed = parse_datetime(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise FieldValueError("Must be an ISO 8601 date-time, e.g. 2025-01-15T10:00:00Z.")
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC).isoformat()
+
+
+class EmailType(FieldType):
+    """One email address."""
+
+    name = "email"
+    validator = EmailValidator()
+
+    def clean(self, value, spec):
+        if not isinstance(value, str):
+            raise FieldValueError("Must be an email address.")
+        value = value.strip()
+        try:
+            self.validator(value)
+        except DjangoValidationError:
+            raise FieldValueError("Enter a valid email address.") from None
+        return value
+
+
+class URLType(FieldType):
+    """An http(s) URL."""
+
+    name = "url"
+    validator = URLValidator(schemes=["http", "https"])
+
+    def clean(self, value, spec):
+        if not isinstance(value, str):
+            raise FieldValueError("Must be a URL.")
+        value = value.strip()
+        try:
+            self.validator(value)
+        except DjangoValidationError:
+            raise FieldValueError("Enter a valid http(s) URL.") from None
+        return value
+
+
+class SelectType(FieldType):
+    """One of the field's ``options``."""
+
+    name = "select"
+    needs_options = True
+
+    def clean(self, value, spec):
+        options = spec.get("options") or []
+        if not isinstance(value, str) or value not in options:
+            raise FieldValueError(f"Must be one of: {', '.join(map(str, options))}.")
+        return value
+
+
+class MultiSelectType(FieldType):
+    """A list of distinct ``options``."""
+
+    name = "multi_select"
+    needs_options = True
+
+    def clean(self, value, spec):
+        options = spec.get("options") or []
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise FieldValueError("Must be a list of options.")
+        unknown = [v for v in value if v not in options]
+        if unknown:
+            raise FieldValueError(f"Unknown option(s) {', '.join(unknown)}; allowed: {', '.join(options)}.")
+        return list(dict.fromkeys(value))
+
+
+FIELD_TYPES: dict[str, FieldType] = {
+    t.name: t
+    for t in (
+        TextType(),
+        LongTextType(),
+        NumberType(),
+        BooleanType(),
+        DateType(),
+        DateTimeType(),
+        EmailType(),
+        URLType(),
+        SelectType(),
+        MultiSelectType(),
+    )
+}
+
+FIELD_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+RESERVED_FIELD_NAMES = {"id", "created_at", "updated_at", "entity_id", "workspace_id", "data"}
+
+
+def validate_field_specs(fields: Any) -> tuple[list[dict], dict[str, list[str]]]:
+    """Validate an entity's field schema. Returns (normalised specs, errors keyed "fields.<i>.<key>")."""
+    errors: dict[str, list[str]] = {}
+    if not isinstance(fields, list):
+        return [], {"fields": ["Must be a list of field definitions."]}
+    if len(fields) > 200:
+        return [], {"fields": ["At most 200 fields per entity."]}
+    cleaned: list[dict] = []
+    seen: set[str] = set()
+    for index, spec in enumerate(fields):
+        key = f"fields.{index}"
+        if not isinstance(spec, dict):
+            errors[key] = ["Must be an object with name and type."]
+            continue
+        unknown_keys = set(spec) - {"name", "type", "required", "options", "label", "description"}
+        if unknown_keys:
+            errors[key] = [f"Unknown key(s): {', '.join(sorted(unknown_keys))}."]
+        name = spec.get("name")
+        if not isinstance(name, str) or not FIELD_NAME_RE.match(name):
+            errors[f"{key}.name"] = [
+                "Must start with a letter or underscore and contain only letters, digits and underscores (max 63)."
+            ]
+        elif name in RESERVED_FIELD_NAMES:
+            errors[f"{key}.name"] = [f"'{name}' is reserved."]
+        elif name in seen:
+            errors[f"{key}.name"] = [f"Duplicate field name '{name}'."]
+        else:
+            seen.add(name)
+        ftype = spec.get("type")
+        if ftype not in FIELD_TYPES:
+            errors[f"{key}.type"] = [f"Unknown type. Choose one of: {', '.join(FIELD_TYPES)}."]
+            continue
+        required = spec.get("required", False)
+        if not isinstance(required, bool):
+            errors[f"{key}.required"] = ["Must be true or false."]
+        options = spec.get("options")
+        if FIELD_TYPES[ftype].needs_options:
+            if (
+                not isinstance(options, list)
+                or not options
+                or not all(isinstance(o, str) and o for o in options)
+                or len(set(options)) != len(options)
+            ):
+                errors[f"{key}.options"] = ["A non-empty list of distinct strings is required for this type."]
+        elif options not in (None, []):
+            errors[f"{key}.options"] = ["Only select and multi_select fields take options."]
+        out = {"name": name, "type": ftype, "required": bool(required)}
+        if FIELD_TYPES[ftype].needs_options:
+            out["options"] = options
+        for extra in ("label", "description"):
+            if isinstance(spec.get(extra), str):
+                out[extra] = spec[extra]
+        cleaned.append(out)
+    return cleaned, errors
+
+
+def clean_record_data(
+    fields: list[dict], data: Any, *, partial: bool = False
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Validate record ``data`` against ``fields``. Returns (cleaned data, errors keyed by field name).
+
+    Unknown fields are rejected; with ``partial`` only the given keys are checked (required is not)."""
+    if not isinstance(data, dict):
+        return {}, {"data": ["Must be an object of field values."]}
+    specs = {spec["name"]: spec for spec in fields}
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for key, value in data.items():
+        spec = specs.get(key)
+        if spec is None:
+            errors[key] = [f"Unknown field '{key}'."]
+            continue
+        ftype = FIELD_TYPES[spec["type"]]
+        if ftype.is_empty(value):
+            if spec.get("required"):
+                errors[key] = ["This field is required."]
+            else:
+                cleaned[key] = None if value is None or value == "" else value
+            continue
+        try:
+            cleaned[key] = ftype.clean(value, spec)
+        except FieldValueError as exc:
+            errors[key] = [str(exc)]
+    if not partial:
+        for name, spec in specs.items():
+            if spec.get("required") and name not in data:
+                errors[name] = ["This field is required."]
+    return cleaned, errors
