@@ -1,1 +1,171 @@
-"""Automation rules and their run log."""
+"""Automation rules, the events they react to, and the run log (the seed's ``automation_rules`` and
+``automation_logs``, plus what a durable engine needs)."""
+
+import base64
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class AutomationRule(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="automations")
+    entity = models.ForeignKey("workspaces.Entity", on_delete=models.CASCADE, related_name="automations")
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True, default="")
+    trigger_type = models.CharField(max_length=50)
+    trigger_config = models.JSONField(default=dict, blank=True)
+    # {"match": "all"|"any", "rules": [{"field", "op", "value"} | nested group, ...]}; {} = always.
+    conditions = models.JSONField(default=dict, blank=True)
+    action_type = models.CharField(max_length=50)
+    action_config = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    signing_secret = models.CharField(max_length=100, default=new_signing_secret)
+    # After a rotation the old secret keeps signing (a second signature) until it expires.
+    previous_signing_secret = models.CharField(max_length=100, blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+
+    # Optional per-rule throttle (runs over it wait in the queue, never dropped).
+    max_runs_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_runs_per_hour = models.PositiveIntegerField(null=True, blank=True)
+
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    disabled_reason = models.TextField(blank=True, default="")
+    disabled_at = models.DateTimeField(null=True, blank=True)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The worker's lookup: active rules of an entity for the trigger types of one event.
+            models.Index(
+                fields=["entity", "trigger_type"], condition=Q(is_active=True), name="rule_active_entity_trigger"
+            ),
+            models.Index(fields=["workspace", "-created_at"], name="rule_workspace_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EventType(models.TextChoices):
+    CREATED = "created", "Record created"
+    UPDATED = "updated", "Record updated"
+    DELETED = "deleted", "Record deleted"
+
+
+class AutomationEvent(models.Model):
+    """A record change, captured in the same transaction as the write (the durable hand-off between the
+    write path and the worker). Processing it matches rules and creates one log row per matching rule."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event_type = models.CharField(max_length=10, choices=EventType.choices)
+    workspace_id = models.UUIDField()
+    entity_id = models.UUIDField()
+    record_id = models.UUIDField()
+    record = models.JSONField(help_text="Snapshot of the record after the change (before, for deletes).")
+    old_data = models.JSONField(null=True, blank=True)
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    # Rule ids whose runs led to this change (loop guard) and its length.
+    chain = models.JSONField(default=list, blank=True)
+    chain_depth = models.PositiveSmallIntegerField(default=0)
+    batch_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            models.Index(fields=["created_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.record_id}"
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    RETRYING = "retrying", "Retrying"
+    SUCCESS = "success", "Success"
+    ERROR = "error", "Error"
+    SKIPPED = "skipped", "Skipped"
+
+
+OPEN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING)
+
+
+class AutomationLog(models.Model):
+    """One run of one rule for one event: the durable ledger (status, attempts, schedule, lease, result)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    automation = models.ForeignKey(AutomationRule, on_delete=models.CASCADE, related_name="logs")
+    event = models.ForeignKey(AutomationEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    workspace_id = models.UUIDField()
+    entity_id = models.UUIDField()
+    # Kept as plain values so the log survives the record's deletion.
+    record_id = models.UUIDField(null=True, blank=True)
+    record_snapshot = models.JSONField(default=dict, blank=True)
+    old_data = models.JSONField(null=True, blank=True)
+    event_type = models.CharField(max_length=10, choices=EventType.choices, blank=True, default="")
+    trigger_type = models.CharField(max_length=50)
+    action_type = models.CharField(max_length=50)
+
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.PENDING)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+
+    is_test = models.BooleanField(default=False)
+    chain = models.JSONField(default=list, blank=True)
+    chain_depth = models.PositiveSmallIntegerField(default=0)
+    batch_id = models.UUIDField(null=True, blank=True)
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["automation", "-created_at"], name="log_rule_created"),
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status__in=["pending", "running", "retrying"]),
+                name="log_open_due",
+            ),
+            models.Index(fields=["record_id"], name="log_record"),
+            models.Index(fields=["batch_id"], condition=Q(batch_id__isnull=False), name="log_batch"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "automation"], condition=Q(event__isnull=False), name="uniq_run_per_event_rule"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.automation_id} {self.status} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def delivery_id(self) -> str:
+        """Stable across retries: the webhook-id / idempotency key of this run."""
+        return f"msg_{self.id.hex}"

@@ -1,0 +1,69 @@
+"""What an action sees when it runs (or previews): the rule, the event's record snapshot, the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workspaces.models import Entity
+
+    from .models import AutomationLog, AutomationRule
+
+
+@dataclass
+class RunContext:
+    rule: AutomationRule
+    entity: Entity
+    record: dict[str, Any]  # the seed's record object: {id, workspace_id, entity_id, data, created_at, updated_at}
+    event_type: str  # created | updated | deleted
+    old_data: dict[str, Any] | None = None
+    log: AutomationLog | None = None  # None for a dry run
+    attempt: int = 1
+    is_test: bool = False
+    dry_run: bool = False
+    chain: list[str] = field(default_factory=list)
+    chain_depth: int = 0
+    batch_id: str | None = None
+
+    @property
+    def workspace_id(self) -> str:
+        return str(self.rule.workspace_id)
+
+    @property
+    def entity_id(self) -> str:
+        return str(self.rule.entity_id)
+
+    @property
+    def record_id(self) -> str | None:
+        return self.record.get("id")
+
+    @property
+    def delivery_id(self) -> str:
+        """Stable across the retries of one run: webhook-id and idempotency key."""
+        if self.log is not None:
+            return self.log.delivery_id
+        return "msg_dryrun"
+
+    def template_variables(self) -> dict[str, Any]:
+        """Variables for user templates: every field of the record at top level (``{{name}}``), plus
+        ``id``, ``created_at``, ``updated_at``, ``record`` (the whole object), ``old`` (previous data),
+        ``entity`` and ``automation`` (name/id)."""
+        data = self.record.get("data") or {}
+        variables: dict[str, Any] = dict(data)
+        variables.update(
+            {
+                "id": self.record.get("id"),
+                "created_at": self.record.get("created_at"),
+                "updated_at": self.record.get("updated_at"),
+                "record": self.record,
+                "data": data,
+                "old": self.old_data or {},
+                "entity": {"id": str(self.entity.id), "name": self.entity.name},
+                "automation": {"id": str(self.rule.id), "name": self.rule.name},
+                "workspace_id": self.workspace_id,
+                "entity_id": self.entity_id,
+                "event": self.event_type,
+            }
+        )
+        return variables

@@ -1,0 +1,386 @@
+"""The worker side: turn events into runs (matching) and runs into results (executing).
+
+A run's ``AutomationLog`` row is its ledger. It is claimed with a lease (``lease_until``) before the
+action executes; a worker that dies leaves the lease to expire and recovery runs it again (at least
+once; the webhook-id stays the same). Every state change is one conditional UPDATE guarded by the lease,
+so two workers can never both finish the same run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from . import conditions
+from .causation import RunCause, running
+from .context import RunContext
+from .exceptions import ActionError
+from .models import OPEN_STATUSES, AutomationEvent, AutomationLog, AutomationRule, RunStatus
+from .trigger_types import Event, trigger_names_for, trigger_types
+
+logger = logging.getLogger("automations")
+
+
+def _action_types():
+    from .action_types import action_types
+
+    return action_types
+
+
+def lease_seconds() -> int:
+    return settings.AUTOMATIONS_RUN_LEASE_SECONDS
+
+
+def max_attempts() -> int:
+    return len(settings.AUTOMATIONS_RETRY_SCHEDULE) + 1
+
+
+def retry_delay(attempts_done: int, retry_after: float | None = None) -> float | None:
+    """Seconds until the next attempt after ``attempts_done`` attempts, or None when none is left.
+
+    The schedule (``AUTOMATIONS_RETRY_SCHEDULE``) with +/- ``AUTOMATIONS_RETRY_JITTER``; a receiver's
+    ``Retry-After`` (capped at ``AUTOMATIONS_RETRY_AFTER_MAX``) is honoured when it asks for longer."""
+    schedule = settings.AUTOMATIONS_RETRY_SCHEDULE
+    if attempts_done > len(schedule):
+        return None
+    base = schedule[attempts_done - 1]
+    jitter = settings.AUTOMATIONS_RETRY_JITTER
+    delay = base * (1 + random.uniform(-jitter, jitter)) if jitter else float(base)
+    if retry_after is not None:
+        delay = max(delay, min(float(retry_after), float(settings.AUTOMATIONS_RETRY_AFTER_MAX)))
+    return max(0.0, delay)
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def claim_events(event_ids: Iterable[str]) -> list[AutomationEvent]:
+    """Lease the unprocessed events among ``event_ids`` for this worker (others skip them)."""
+    now = timezone.now()
+    with transaction.atomic():
+        events = list(
+            AutomationEvent.objects.select_for_update(skip_locked=True)
+            .filter(id__in=list(event_ids), processed_at__isnull=True)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        )
+        if events:
+            AutomationEvent.objects.filter(id__in=[e.id for e in events]).update(
+                lease_until=now + dt.timedelta(seconds=lease_seconds())
+            )
+    return events
+
+
+def _is_own_change(rule: AutomationRule, event: AutomationEvent) -> bool:
+    """A change made by this rule's run on this record never re-triggers the rule on that record."""
+    rule_id, record_id = str(rule.id), str(event.record_id)
+    return any(link.get("rule_id") == rule_id and link.get("record_id") == record_id for link in event.chain or [])
+
+
+def match_events(events: list[AutomationEvent]) -> list[tuple[AutomationLog, AutomationRule]]:
+    """Create one log row per (event, matching active rule) and mark the events processed, in one
+    transaction. Returns the runs to execute now (throttled runs wait, chain-limited ones are skipped)."""
+    if not events:
+        return []
+    now = timezone.now()
+    names = sorted({name for e in events for name in trigger_names_for(e.event_type)})
+    rules_by_entity: dict[uuid.UUID, list[AutomationRule]] = defaultdict(list)
+    for rule in AutomationRule.objects.filter(
+        entity_id__in={e.entity_id for e in events}, is_active=True, trigger_type__in=names
+    ).select_related("entity"):
+        rules_by_entity[rule.entity_id].append(rule)
+
+    from .throttle import Throttle
+
+    throttle = Throttle(now)
+    lease = now + dt.timedelta(seconds=lease_seconds())
+    max_depth = settings.AUTOMATIONS_MAX_CHAIN_DEPTH
+    logs: list[AutomationLog] = []
+    to_run: list[tuple[AutomationLog, AutomationRule]] = []
+    for event in events:
+        data = (event.record or {}).get("data") or {}
+        view = Event(event.event_type, data, event.old_data)
+        for rule in rules_by_entity.get(event.entity_id, ()):
+            try:
+                trigger = trigger_types.get(rule.trigger_type)
+            except KeyError:
+                logger.error("rule %s has unknown trigger type %r", rule.id, rule.trigger_type)
+                continue
+            if event.event_type not in trigger.event_types or _is_own_change(rule, event):
+                continue
+            if not trigger.matches(view, rule.trigger_config or {}, entity=rule.entity):
+                continue
+            if not conditions.evaluate(rule.conditions, data, event.old_data, entity=rule.entity):
+                continue
+            log = AutomationLog(
+                id=uuid.uuid4(),
+                automation=rule,
+                event=event,
+                workspace_id=event.workspace_id,
+                entity_id=event.entity_id,
+                record_id=event.record_id,
+                record_snapshot=event.record,
+                old_data=event.old_data,
+                event_type=event.event_type,
+                trigger_type=rule.trigger_type,
+                action_type=rule.action_type,
+                chain=event.chain,
+                chain_depth=event.chain_depth,
+                batch_id=event.batch_id,
+                actor_id=event.actor_id,
+            )
+            if event.chain_depth >= max_depth:
+                log.status = RunStatus.SKIPPED
+                log.error = (
+                    f"Skipped: chain of automations reached AUTOMATIONS_MAX_CHAIN_DEPTH ({max_depth}); "
+                    f"caused by rules {', '.join(link['rule_id'] for link in event.chain)}."
+                )
+                log.finished_at = log.executed_at = now
+            elif (wait_until := throttle.next_slot(rule)) is not None:
+                log.status = RunStatus.PENDING
+                log.next_attempt_at = wait_until
+                log.result = {"throttled": True, "waiting_until": wait_until.isoformat()}
+            else:
+                log.status = RunStatus.RUNNING
+                log.attempts = 1
+                log.started_at = now
+                log.lease_until = lease
+                to_run.append((log, rule))
+            logs.append(log)
+    with transaction.atomic():
+        if logs:
+            AutomationLog.objects.bulk_create(logs, batch_size=500)
+        AutomationEvent.objects.filter(id__in=[e.id for e in events]).update(processed_at=now, lease_until=None)
+    for log in logs:
+        if log.status == RunStatus.PENDING:
+            schedule_run(log)
+    return to_run
+
+
+def process_event_ids(event_ids: Iterable[str]) -> int:
+    """Claim, match and execute. Returns the number of runs executed."""
+    runs = match_events(claim_events(event_ids))
+    for log, rule in runs:
+        execute_log(log, rule)
+    return len(runs)
+
+
+# --------------------------------------------------------------------------- executing
+
+
+def context_for(log: AutomationLog, rule: AutomationRule, *, dry_run: bool = False) -> RunContext:
+    return RunContext(
+        rule=rule,
+        entity=rule.entity,
+        record=log.record_snapshot or {},
+        event_type=log.event_type or "updated",
+        old_data=log.old_data,
+        log=None if dry_run else log,
+        attempt=log.attempts or 1,
+        is_test=log.is_test,
+        dry_run=dry_run,
+        chain=log.chain or [],
+        chain_depth=log.chain_depth,
+        batch_id=str(log.batch_id) if log.batch_id else None,
+    )
+
+
+def _finish(log: AutomationLog, **fields) -> bool:
+    """Write the run's new state if this worker still holds its lease."""
+    updated = AutomationLog.objects.filter(pk=log.pk, status=RunStatus.RUNNING, lease_until=log.lease_until).update(
+        **fields
+    )
+    for key, value in fields.items():
+        setattr(log, key, value)
+    if not updated:
+        logger.warning("run %s: lease lost before finishing; another worker owns it now", log.pk)
+    return bool(updated)
+
+
+def execute_log(log: AutomationLog, rule: AutomationRule) -> AutomationLog:
+    """Run the action of a claimed run (status running, lease held) and record the outcome."""
+    ctx = context_for(log, rule)
+    started = time.monotonic()
+    cause = RunCause(rule_id=str(rule.id), record_id=ctx.record_id, chain=ctx.chain, chain_depth=ctx.chain_depth)
+    error: ActionError | None = None
+    try:
+        action = _action_types().get(rule.action_type)
+        with running(cause):
+            result = action.execute(ctx)
+    except ActionError as exc:
+        error = exc
+    except KeyError as exc:  # unknown action type: a configuration problem, not transient
+        error = ActionError(str(exc).strip("'\""))
+    except Exception as exc:  # a bug or an infrastructure failure: retry, with the reason on the log
+        logger.exception("run %s: unexpected error in %s", log.pk, rule.action_type)
+        error = ActionError(f"{type(exc).__name__}: {exc}")
+        error.retryable = True
+    now = timezone.now()
+    duration_ms = int((time.monotonic() - started) * 1000)
+    if error is None:
+        if (
+            _finish(
+                log,
+                status=RunStatus.SUCCESS,
+                result=result,
+                error="",
+                finished_at=now,
+                executed_at=now,
+                duration_ms=duration_ms,
+                lease_until=None,
+                next_attempt_at=None,
+            )
+            and rule.consecutive_failures
+            and not log.is_test
+        ):
+            AutomationRule.objects.filter(pk=rule.pk).update(consecutive_failures=0)
+            rule.consecutive_failures = 0
+        return log
+
+    delay = None if (log.is_test or not error.retryable) else retry_delay(log.attempts, error.retry_after)
+    if delay is not None:
+        if _finish(
+            log,
+            status=RunStatus.RETRYING,
+            result=error.result,
+            error=f"Attempt {log.attempts} failed: {error.message}",
+            next_attempt_at=now + dt.timedelta(seconds=delay),
+            duration_ms=duration_ms,
+            executed_at=now,
+            lease_until=None,
+        ):
+            schedule_run(log)
+        return log
+
+    if (
+        _finish(
+            log,
+            status=RunStatus.ERROR,
+            result=error.result,
+            error=error.message,
+            finished_at=now,
+            executed_at=now,
+            duration_ms=duration_ms,
+            lease_until=None,
+            next_attempt_at=None,
+        )
+        and not log.is_test
+    ):
+        _record_failure(rule, error)
+    return log
+
+
+def _record_failure(rule: AutomationRule, error: ActionError) -> None:
+    """Count a failed run; turn the rule off after too many in a row (or at once when told to)."""
+    AutomationRule.objects.filter(pk=rule.pk).update(consecutive_failures=F("consecutive_failures") + 1)
+    rule.refresh_from_db(fields=["consecutive_failures", "is_active"])
+    limit = settings.AUTOMATIONS_MAX_CONSECUTIVE_FAILURES
+    if error.disable_rule:
+        reason = f"Turned off: the receiver answered that it is gone ({error.message})."
+    elif rule.consecutive_failures >= limit:
+        reason = f"Turned off after {rule.consecutive_failures} failed runs in a row. Last error: {error.message}"
+    else:
+        return
+    from .services import rule_disable
+
+    rule_disable(rule=rule, reason=reason)
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def schedule_run(log: AutomationLog) -> None:
+    """Enqueue the run's next attempt for ``next_attempt_at`` (recovery covers backends without defer)."""
+    from django.tasks import default_task_backend
+
+    from .tasks import run_automation
+
+    task = run_automation
+    if default_task_backend.supports_defer and log.next_attempt_at and log.next_attempt_at > timezone.now():
+        task = run_automation.using(run_after=log.next_attempt_at)
+    elif not default_task_backend.supports_defer and log.next_attempt_at and log.next_attempt_at > timezone.now():
+        return  # recovery picks it up when due
+    task.enqueue(log_id=str(log.pk))
+
+
+def claim_run(log_id) -> AutomationLog | None:
+    """Take a due run (pending/retrying and due, or running with an expired lease) for this worker."""
+    now = timezone.now()
+    lease = now + dt.timedelta(seconds=lease_seconds())
+    claimed = (
+        AutomationLog.objects.filter(pk=log_id)
+        .filter(
+            Q(status__in=[RunStatus.PENDING, RunStatus.RETRYING], next_attempt_at__lte=now)
+            | Q(status=RunStatus.PENDING, next_attempt_at__isnull=True)
+            | Q(status=RunStatus.RUNNING, lease_until__lt=now)
+        )
+        .update(status=RunStatus.RUNNING, lease_until=lease, attempts=F("attempts") + 1, started_at=now)
+    )
+    if not claimed:
+        return None
+    return AutomationLog.objects.select_related("automation__entity").get(pk=log_id)
+
+
+def run_log_id(log_id) -> AutomationLog | None:
+    """Claim and execute one run by id; returns None if it was not due or someone else has it."""
+    log = claim_run(log_id)
+    if log is None:
+        return None
+    rule = log.automation
+    if not rule.is_active and not log.is_test:
+        now = timezone.now()
+        _finish(
+            log,
+            status=RunStatus.SKIPPED,
+            error=f"Skipped: the rule is inactive. {rule.disabled_reason}".strip(),
+            finished_at=now,
+            executed_at=now,
+            lease_until=None,
+            next_attempt_at=None,
+        )
+        return log
+    return execute_log(log, rule)
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def recover(limit: int = 500) -> dict[str, int]:
+    """Pick up what a dead worker or a lost enqueue left behind: events never processed, runs whose
+    lease expired, and runs overdue by more than ``AUTOMATIONS_RECOVERY_GRACE_SECONDS``."""
+    now = timezone.now()
+    grace = now - dt.timedelta(seconds=settings.AUTOMATIONS_RECOVERY_GRACE_SECONDS)
+    event_ids = list(
+        AutomationEvent.objects.filter(processed_at__isnull=True)
+        .filter(Q(lease_until__lt=now) | Q(lease_until__isnull=True, created_at__lt=grace))
+        .order_by("created_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    runs = 0
+    for start in range(0, len(event_ids), 50):
+        runs += process_event_ids(event_ids[start : start + 50])
+    log_ids = list(
+        AutomationLog.objects.filter(
+            Q(status=RunStatus.RUNNING, lease_until__lt=now)
+            | Q(status__in=[RunStatus.PENDING, RunStatus.RETRYING], next_attempt_at__lt=grace)
+        )
+        .order_by("next_attempt_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    recovered = sum(1 for log_id in log_ids if run_log_id(log_id) is not None)
+    if event_ids or recovered:
+        logger.info("recovery: %d event(s) reprocessed, %d run(s) resumed", len(event_ids), recovered)
+    return {"events": len(event_ids), "event_runs": runs, "runs": recovered}
+
+
+def open_runs_count() -> int:
+    return AutomationLog.objects.filter(status__in=OPEN_STATUSES).count()

@@ -1,0 +1,328 @@
+"""Writes for automation rules and runs: create/update with validation through the type registries,
+turning rules off, test runs, manual retries. API, admin and the command all call these."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import exceptions, serializers
+
+from config.api import ConflictError
+from workspaces.models import Entity, Membership, Role
+
+from . import conditions as conditions_module
+from . import executor
+from .models import AutomationLog, AutomationRule, EventType, RunStatus
+from .trigger_types import Event, trigger_types
+
+logger = logging.getLogger("automations")
+
+RULE_FIELDS = (
+    "name",
+    "description",
+    "entity",
+    "trigger_type",
+    "trigger_config",
+    "conditions",
+    "action_type",
+    "action_config",
+    "is_active",
+    "max_runs_per_minute",
+    "max_runs_per_hour",
+)
+
+
+def _action_types():
+    from .action_types import action_types
+
+    return action_types
+
+
+def _nested(errors: Any) -> Any:
+    if isinstance(errors, serializers.ValidationError):
+        errors = errors.detail
+    if isinstance(errors, list) and len(errors) == 1 and isinstance(errors[0], dict):
+        return errors[0]
+    return errors
+
+
+def validate_rule_parts(
+    *,
+    entity: Entity,
+    trigger_type: str,
+    trigger_config: Any,
+    action_type: str,
+    action_config: Any,
+    conditions: Any,
+) -> dict[str, Any]:
+    """Validate trigger, conditions and action through their registered types. Returns the cleaned
+    parts or raises ``ValidationError`` keyed ``trigger_config.<key>``, ``action_config.<key>``, ..."""
+    errors: dict[str, Any] = {}
+    cleaned: dict[str, Any] = {}
+    if trigger_type not in trigger_types:
+        errors["trigger_type"] = [
+            f"Unknown trigger type '{trigger_type}'. Choose one of: {', '.join(trigger_types.names())}."
+        ]
+    else:
+        try:
+            cleaned["trigger_config"] = trigger_types.get(trigger_type).validate_config(
+                trigger_config if trigger_config is not None else {}, entity=entity
+            )
+        except serializers.ValidationError as exc:
+            errors["trigger_config"] = _nested(exc)
+    actions = _action_types()
+    if action_type not in actions:
+        errors["action_type"] = [f"Unknown action type '{action_type}'. Choose one of: {', '.join(actions.names())}."]
+    else:
+        try:
+            cleaned["action_config"] = actions.get(action_type).validate_config(
+                action_config if action_config is not None else {}, entity=entity
+            )
+        except serializers.ValidationError as exc:
+            errors["action_config"] = _nested(exc)
+    try:
+        cleaned["conditions"] = conditions_module.validate_conditions(conditions, entity=entity)
+    except serializers.ValidationError as exc:
+        errors["conditions"] = _nested(exc)
+    if errors:
+        raise serializers.ValidationError(errors)
+    return cleaned
+
+
+@transaction.atomic
+def rule_create(*, workspace, actor=None, **fields) -> AutomationRule:
+    """Create a rule after validating every part against its type and the entity."""
+    entity: Entity = fields["entity"]
+    if entity.workspace_id != workspace.pk:
+        raise serializers.ValidationError({"entity_id": ["Entity not found in this workspace."]})
+    cleaned = validate_rule_parts(
+        entity=entity,
+        trigger_type=fields.get("trigger_type"),
+        trigger_config=fields.get("trigger_config", {}),
+        action_type=fields.get("action_type"),
+        action_config=fields.get("action_config", {}),
+        conditions=fields.get("conditions", {}),
+    )
+    rule = AutomationRule(workspace=workspace, created_by=actor)
+    for key in RULE_FIELDS:
+        if key in fields:
+            setattr(rule, key, fields[key])
+    for key, value in cleaned.items():
+        setattr(rule, key, value)
+    rule.save(force_insert=True)
+    return rule
+
+
+@transaction.atomic
+def rule_update(*, rule: AutomationRule, actor=None, **changes) -> AutomationRule:
+    """Partial update (the seed's PUT): parts not given keep their value; the result is revalidated
+    as a whole, so a new trigger type is checked with the config it will run with."""
+    entity = changes.get("entity", rule.entity)
+    if entity.workspace_id != rule.workspace_id:
+        raise serializers.ValidationError({"entity_id": ["Entity not found in this workspace."]})
+    cleaned = validate_rule_parts(
+        entity=entity,
+        trigger_type=changes.get("trigger_type", rule.trigger_type),
+        trigger_config=changes.get("trigger_config", rule.trigger_config),
+        action_type=changes.get("action_type", rule.action_type),
+        action_config=changes.get("action_config", rule.action_config),
+        conditions=changes.get("conditions", rule.conditions),
+    )
+    for key in RULE_FIELDS:
+        if key in changes:
+            setattr(rule, key, changes[key])
+    for key, value in cleaned.items():
+        setattr(rule, key, value)
+    if changes.get("is_active") is True:
+        # Turning a rule back on gives it a clean slate.
+        rule.consecutive_failures = 0
+        rule.disabled_reason = ""
+        rule.disabled_at = None
+    rule.save()
+    return rule
+
+
+def rule_set_active(*, rule: AutomationRule, active: bool) -> AutomationRule:
+    return rule_update(rule=rule, is_active=active)
+
+
+@transaction.atomic
+def rule_duplicate(*, rule: AutomationRule, actor=None) -> AutomationRule:
+    """A copy of the rule (inactive, new signing secret, name suffixed "(copy)")."""
+    return AutomationRule.objects.create(
+        workspace_id=rule.workspace_id,
+        entity_id=rule.entity_id,
+        name=f"{rule.name} (copy)"[:255],
+        description=rule.description,
+        trigger_type=rule.trigger_type,
+        trigger_config=rule.trigger_config,
+        conditions=rule.conditions,
+        action_type=rule.action_type,
+        action_config=rule.action_config,
+        is_active=False,
+        max_runs_per_minute=rule.max_runs_per_minute,
+        max_runs_per_hour=rule.max_runs_per_hour,
+        created_by=actor,
+    )
+
+
+def rule_disable(*, rule: AutomationRule, reason: str) -> None:
+    """Turn a rule off with the reason, and tell the workspace's owners and admins by email."""
+    now = timezone.now()
+    changed = AutomationRule.objects.filter(pk=rule.pk, is_active=True).update(
+        is_active=False, disabled_reason=reason, disabled_at=now
+    )
+    rule.is_active, rule.disabled_reason, rule.disabled_at = False, reason, now
+    if not changed:
+        return
+    logger.warning("rule %s (%s) turned off: %s", rule.pk, rule.name, reason)
+    recipients = list(
+        Membership.objects.filter(workspace_id=rule.workspace_id, role__in=[Role.OWNER, Role.ADMIN])
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
+    )
+    if not recipients:
+        return
+    body = (
+        f'The automation "{rule.name}" (id {rule.pk}) was turned off.\n\n'
+        f"Reason: {reason}\n\n"
+        "Fix the cause, then turn it back on (is_active = true) in the admin or through the API. "
+        "Its run log shows each failed run with the error."
+    )
+    try:
+        EmailMessage(
+            subject=f'Automation "{rule.name}" was turned off'.replace("\n", " ")[:200],
+            body=body,
+            from_email=settings.FROM_EMAIL,
+            to=recipients,
+        ).send()
+    except Exception:  # the rule is off either way; a mail outage must not undo that
+        logger.exception("could not email owners about rule %s", rule.pk)
+
+
+# --------------------------------------------------------------------------- test runs and retries
+
+
+def _simulated_event_type(rule: AutomationRule) -> str:
+    trigger = trigger_types.get(rule.trigger_type) if rule.trigger_type in trigger_types else None
+    return trigger.event_types[0] if trigger and trigger.event_types else EventType.UPDATED
+
+
+def _match_report(rule: AutomationRule, record) -> dict[str, Any]:
+    """Would this record pass the trigger and the conditions? (No previous data exists for a test, so
+    change-based triggers are judged on the record's current values.)"""
+    data = record.data or {}
+    trigger = trigger_types.get(rule.trigger_type) if rule.trigger_type in trigger_types else None
+    trigger_match: bool | None
+    note = ""
+    if trigger is None:
+        trigger_match, note = False, f"Unknown trigger type '{rule.trigger_type}'."
+    elif rule.trigger_type == "status_changed":
+        status_field = rule.entity.status_field
+        trigger_match = data.get(status_field) == (rule.trigger_config or {}).get("to_status")
+        note = f"Judged on the current {status_field} (a test has no previous value)."
+    elif rule.trigger_type == "field_updated":
+        trigger_match, note = True, "A test assumes the field changed."
+    else:
+        trigger_match = trigger.matches(
+            Event(trigger.event_types[0], data, None), rule.trigger_config or {}, entity=rule.entity
+        )
+    return {
+        "trigger_matches": trigger_match,
+        "trigger_note": note,
+        "conditions_match": conditions_module.evaluate(rule.conditions, data, None, entity=rule.entity),
+    }
+
+
+def rule_test_run(*, rule: AutomationRule, record, dry_run: bool = False, actor=None) -> dict[str, Any]:
+    """Run the rule's action now against ``record`` (logged with ``is_test``), or with ``dry_run``
+    return what it would do without sending, writing or logging anything."""
+    if record.entity_id != rule.entity_id:
+        raise serializers.ValidationError({"record_id": ["The record does not belong to this rule's entity."]})
+    report = _match_report(rule, record)
+    log = AutomationLog(
+        id=uuid.uuid4(),
+        automation=rule,
+        workspace_id=rule.workspace_id,
+        entity_id=rule.entity_id,
+        record_id=record.id,
+        record_snapshot=record.as_snapshot(),
+        event_type=_simulated_event_type(rule),
+        trigger_type=rule.trigger_type,
+        action_type=rule.action_type,
+        is_test=True,
+        actor_id=getattr(actor, "pk", None),
+    )
+    action = _action_types().get(rule.action_type)
+    if dry_run:
+        from .exceptions import ActionError
+
+        ctx = executor.context_for(log, rule, dry_run=True)
+        try:
+            preview = action.preview(ctx)
+            error = None
+        except ActionError as exc:
+            preview, error = exc.result, exc.message
+        return {
+            "success": error is None,
+            "dry_run": True,
+            "action_type": rule.action_type,
+            "preview": preview,
+            "error": error,
+            **report,
+        }
+    now = timezone.now()
+    log.status = RunStatus.RUNNING
+    log.attempts = 1
+    log.started_at = now
+    log.lease_until = now + dt.timedelta(seconds=executor.lease_seconds())
+    log.save(force_insert=True)
+    executor.execute_log(log, rule)
+    return {
+        "success": log.status == RunStatus.SUCCESS,
+        "dry_run": False,
+        "action_type": rule.action_type,
+        "result": log.result,
+        "error": log.error or None,
+        "log_id": str(log.pk),
+        "duration_ms": log.duration_ms,
+        **report,
+    }
+
+
+def log_retry(*, log: AutomationLog) -> AutomationLog:
+    """Queue a failed (or skipped) run again with its stored event; its webhook-id stays the same."""
+    if log.status not in (RunStatus.ERROR, RunStatus.SKIPPED):
+        raise ConflictError(f"Only failed or skipped runs can be retried (this one is {log.status}).")
+    if log.is_test:
+        raise ConflictError("Test runs cannot be retried; run the test again.")
+    if not AutomationRule.objects.filter(pk=log.automation_id, is_active=True).exists():
+        raise ConflictError("The rule is inactive; turn it on before retrying its runs.")
+    now = timezone.now()
+    updated = AutomationLog.objects.filter(pk=log.pk, status=log.status).update(
+        status=RunStatus.PENDING, next_attempt_at=now, attempts=0, error="", finished_at=None, lease_until=None
+    )
+    if not updated:
+        raise ConflictError("The run changed meanwhile; reload it.")
+    log.refresh_from_db()
+    executor.schedule_run(log)
+    return log
+
+
+def get_record_in_workspace(*, workspace, record_id):
+    """A record of the workspace by id; anything else (other workspace, bad id) is "not found"."""
+    from django.core.exceptions import ValidationError as DjangoValidationError
+
+    from records.models import Record
+
+    try:
+        return Record.objects.select_related("entity").get(pk=record_id, workspace=workspace)
+    except (Record.DoesNotExist, ValueError, DjangoValidationError):
+        raise exceptions.NotFound("Record not found.") from None

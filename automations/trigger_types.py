@@ -1,0 +1,159 @@
+"""Trigger types: when a rule fires. Each owns its config validation and ``matches(event, config)``.
+
+The seed's semantics: ``status_changed`` needs the status to really change (``to_status`` required,
+``from_status`` optional); ``field_updated`` needs the field's value to differ; a save that changes
+nothing fires nothing (the dispatcher never records such an event).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rest_framework import serializers
+
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the worker matches rules against (built from an ``AutomationEvent`` row)."""
+
+    event_type: str  # created | updated | deleted
+    data: dict[str, Any]
+    old_data: dict[str, Any] | None
+
+
+class EmptyConfig(serializers.Serializer):
+    """No options."""
+
+
+class TriggerType:
+    """A trigger: ``event_types`` it listens to, a config serializer, and ``matches``."""
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    event_types: ClassVar[tuple[str, ...]] = ()
+    config_serializer: ClassVar[type[serializers.Serializer]] = EmptyConfig
+
+    def validate_config(self, config: Any, *, entity=None) -> dict:
+        if not isinstance(config, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Must be an object."]})
+        serializer = self.config_serializer(data=config, context={"entity": entity})
+        serializer.is_valid(raise_exception=True)
+        unknown = set(config) - set(serializer.fields)
+        if unknown:
+            raise serializers.ValidationError({key: ["Unknown option."] for key in sorted(unknown)})
+        return dict(serializer.validated_data)
+
+    def matches(self, event: Event, config: dict, *, entity=None) -> bool:
+        return event.event_type in self.event_types
+
+
+class RecordCreated(TriggerType):
+    """Fires for every new record (bulk creates included, one run per record)."""
+
+    name = "record_created"
+    label = "Record created"
+    event_types = ("created",)
+
+
+class RecordUpdated(TriggerType):
+    """Fires when any value of a record's data changes."""
+
+    name = "record_updated"
+    label = "Record updated"
+    event_types = ("updated",)
+
+
+class RecordDeleted(TriggerType):
+    """Fires when a record is deleted; the run sees the record as it was."""
+
+    name = "record_deleted"
+    label = "Record deleted"
+    event_types = ("deleted",)
+
+
+def _check_field(name: str, entity) -> None:
+    if entity is not None and entity.field(name) is None:
+        raise serializers.ValidationError(
+            f"Unknown field '{name}'. Fields of {entity.name}: {', '.join(entity.field_names) or '(none)'}."
+        )
+
+
+class FieldUpdatedConfig(serializers.Serializer):
+    field_name = serializers.CharField(max_length=100, help_text="The field whose value must change.")
+
+    def validate_field_name(self, value):
+        _check_field(value, self.context.get("entity"))
+        return value
+
+
+class FieldUpdated(TriggerType):
+    """Fires when ``field_name``'s value differs from its previous value."""
+
+    name = "field_updated"
+    label = "Field updated"
+    event_types = ("updated",)
+    config_serializer = FieldUpdatedConfig
+
+    def matches(self, event, config, *, entity=None):
+        if event.event_type != "updated" or event.old_data is None:
+            return False
+        field = config["field_name"]
+        return event.old_data.get(field) != event.data.get(field)
+
+
+class StatusChangedConfig(serializers.Serializer):
+    to_status = serializers.CharField(max_length=255, help_text="Required: the status the record moves to.")
+    from_status = serializers.CharField(
+        max_length=255, required=False, allow_null=True, help_text="Optional: the status it must come from."
+    )
+
+    def validate(self, attrs):
+        entity = self.context.get("entity")
+        if entity is not None:
+            spec = entity.field(entity.status_field)
+            if spec is None:
+                raise serializers.ValidationError(
+                    {"to_status": [f"The entity has no status field '{entity.status_field}'."]}
+                )
+            options = spec.get("options")
+            if options:
+                for key in ("to_status", "from_status"):
+                    value = attrs.get(key)
+                    if value is not None and value not in options:
+                        raise serializers.ValidationError({key: [f"Must be one of: {', '.join(options)}."]})
+        if attrs.get("from_status") is not None and attrs.get("from_status") == attrs["to_status"]:
+            raise serializers.ValidationError({"from_status": ["Must differ from to_status."]})
+        return attrs
+
+
+class StatusChanged(TriggerType):
+    """Fires when the entity's status field (``Entity.status_field``, default ``status``) changes to
+    ``to_status`` — and, if given, from ``from_status``. The status must actually change."""
+
+    name = "status_changed"
+    label = "Status changed"
+    event_types = ("updated",)
+    config_serializer = StatusChangedConfig
+
+    def matches(self, event, config, *, entity=None):
+        if event.event_type != "updated" or event.old_data is None:
+            return False
+        field = entity.status_field if entity is not None else "status"
+        old, new = event.old_data.get(field), event.data.get(field)
+        if old == new or new != config["to_status"]:
+            return False
+        from_status = config.get("from_status")
+        return from_status is None or old == from_status
+
+
+trigger_types: Registry[TriggerType] = Registry("trigger type")
+for _trigger in (RecordCreated(), RecordUpdated(), FieldUpdated(), StatusChanged(), RecordDeleted()):
+    trigger_types.register(_trigger)
+
+
+def trigger_names_for(event_type: str) -> list[str]:
+    """The trigger types that can fire for an event type (the worker's rule query filters on them)."""
+    return [t.name for t in trigger_types if event_type in t.event_types]
