@@ -12,7 +12,10 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import Http404, JsonResponse
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
@@ -37,11 +40,22 @@ class ConflictError(exceptions.APIException):
     default_code = "conflict"
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body is too large."
+    default_code = "payload_too_large"
+
+
 def envelope_exception_handler(exc, context):
     """DRF exception handler: every error leaves in the error envelope with its status code."""
     if isinstance(exc, RequestDataTooBig):
-        exc = exceptions.ValidationError({"non_field_errors": ["Request body is too large."]})
-        exc.status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        exc = PayloadTooLarge()
+    elif isinstance(exc, DjangoValidationError):
+        # A model-level check that escaped a service: still the client's input, not a server error.
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, IntegrityError):
+        # A race lost against a unique constraint (e.g. two concurrent adds of the same member).
+        exc = ConflictError("The request conflicts with existing data; reload and try again.")
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) if str(exc) and "No " not in str(exc) else "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
@@ -62,7 +76,11 @@ def envelope_exception_handler(exc, context):
         body = error_body(f"Malformed request body: {exc.detail}")
     else:
         detail = exc.detail if hasattr(exc, "detail") else str(exc)
-        message = str(detail) if not isinstance(detail, dict | list) else "Request failed"
+        if isinstance(detail, dict | list):
+            first = next(iter(flatten_errors(detail).values()), None)
+            message = first[0] if first else "Request failed"
+        else:
+            message = str(detail)
         body = error_body(message, detail if isinstance(detail, dict | list) else None)
     response.data = body
     response.enveloped = True
@@ -179,6 +197,21 @@ class EnvelopeAutoSchema(AutoSchema):
                 schema = {"type": "object", "required": [singular], "properties": {singular: schema}}
             media["schema"] = _envelope(schema)
         return response
+
+
+class TokenOrBearerScheme(OpenApiAuthenticationExtension):
+    """Documents ``config.authentication.TokenOrBearerAuthentication`` (both header schemes)."""
+
+    target_class = "config.authentication.TokenOrBearerAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": 'Send "Token <key>" or "Bearer <key>" (the key comes from /api/v1/auth/token/).',
+        }
 
 
 ERROR_SCHEMA = {

@@ -14,7 +14,11 @@ class TokenOrBearerAuthentication(TokenAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Invalid Authorization header: expected '<scheme> <key>'.")
-        return self.authenticate_credentials(parts[1])
+        key = parts[1]
+        # Keys are short hex strings; anything else cannot match and must not reach the database as-is.
+        if len(key) > 64 or not key.isascii() or not key.isalnum():
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        return self.authenticate_credentials(key)
 
     def authenticate_header(self, request):
         return "Token"

@@ -122,6 +122,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 
 
 SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", True)
 
+# manage.py seed_demo: the demo owner's password (default: generated once into .demo-password).
+DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "")
+
+# Session login for the browsable API (/api-auth/login/) lands on the API root.
+LOGIN_URL = "rest_framework:login"
+LOGIN_REDIRECT_URL = "/api/v1/"
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "config.authentication.TokenOrBearerAuthentication",
@@ -133,9 +140,9 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "config.parsers.JSONParser",
+        "config.parsers.FormParser",
+        "config.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "config.api.envelope_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "config.api.EnvelopeAutoSchema",
@@ -223,7 +230,7 @@ AUTOMATIONS_WEBHOOK_TOTAL_TIMEOUT = env_float("AUTOMATIONS_WEBHOOK_TOTAL_TIMEOUT
 AUTOMATIONS_WEBHOOK_RESPONSE_MAX_BYTES = env_int("AUTOMATIONS_WEBHOOK_RESPONSE_MAX_BYTES", 4096)
 AUTOMATIONS_TEMPLATE_MAX_OUTPUT = env_int("AUTOMATIONS_TEMPLATE_MAX_OUTPUT", 100_000)
 AUTOMATIONS_RUN_LEASE_SECONDS = env_int("AUTOMATIONS_RUN_LEASE_SECONDS", 120)
-AUTOMATIONS_EVENT_GRACE_SECONDS = env_int("AUTOMATIONS_EVENT_GRACE_SECONDS", 300)
+AUTOMATIONS_RECOVERY_GRACE_SECONDS = env_int("AUTOMATIONS_RECOVERY_GRACE_SECONDS", 60)
 AUTOMATIONS_RECOVERY_INTERVAL = env_float("AUTOMATIONS_RECOVERY_INTERVAL", 15.0)
 AUTOMATIONS_WORKER_POLL_INTERVAL = env_float("AUTOMATIONS_WORKER_POLL_INTERVAL", 0.5)
 AUTOMATIONS_EVENTS_PER_TASK = env_int("AUTOMATIONS_EVENTS_PER_TASK", 25)

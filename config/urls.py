@@ -1,5 +1,6 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from automations.api.urls import rule_router
@@ -7,10 +8,12 @@ from config.api import json_error_view
 from records.api.urls import entity_router, workspace_router
 from workspaces.api.urls import nested_urlpatterns
 from workspaces.api.urls import urlpatterns as workspace_urls
+from workspaces.api.views import api_root
 
 WS = "workspaces/<uuid:workspace_pk>/"
 
 api_v1 = [
+    path("", api_root, name="api-root"),
     *workspace_urls,
     path(WS, include(nested_urlpatterns)),
     path(WS, include(workspace_router.urls)),
@@ -24,10 +27,30 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api-auth/", include("rest_framework.urls")),
+    # Unknown API URLs answer in the envelope even with DEBUG on (handler404 only runs with DEBUG off).
+    re_path(r"^api/", csrf_exempt(json_error_view(404, "Not found.")), name="api-not-found"),
 ]
 
+handler400 = "config.urls.bad_request"
+handler403 = "config.urls.permission_denied"
 handler404 = "config.urls.not_found"
 handler500 = "config.urls.server_error"
+
+
+def bad_request(request, exception=None):
+    if request.path.startswith("/api/"):
+        return json_error_view(400, "Bad request.")(request)
+    from django.views.defaults import bad_request as default
+
+    return default(request, exception)
+
+
+def permission_denied(request, exception=None):
+    if request.path.startswith("/api/"):
+        return json_error_view(403, "Permission denied.")(request)
+    from django.views.defaults import permission_denied as default
+
+    return default(request, exception)
 
 
 def not_found(request, exception=None):

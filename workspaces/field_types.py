@@ -42,6 +42,8 @@ class TextType(FieldType):
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise FieldValueError("Must be a string.")
         value = str(value)
+        if "\x00" in value:
+            raise FieldValueError("Must not contain NUL characters.")
         if len(value) > self.max_length:
             raise FieldValueError(f"Must be at most {self.max_length} characters.")
         return value
@@ -58,26 +60,37 @@ class NumberType(FieldType):
     """Integer or decimal number (numeric strings are converted)."""
 
     name = "number"
+    # Beyond this, databases and JSON clients disagree on precision; refuse rather than corrupt.
+    max_abs = 10**21
 
     def clean(self, value, spec):
         if isinstance(value, bool):
             raise FieldValueError("Must be a number.")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float):
-            if value != value or value in (float("inf"), float("-inf")):
-                raise FieldValueError("Must be a finite number.")
-            return int(value) if value.is_integer() and abs(value) < 2**53 else value
         if isinstance(value, str):
+            text = value.strip()
+            if len(text) > 100:
+                raise FieldValueError("Must be a number.")
             try:
-                number = Decimal(value.strip())
+                number = Decimal(text)
             except InvalidOperation:
                 raise FieldValueError("Must be a number.") from None
             if not number.is_finite():
                 raise FieldValueError("Must be a finite number.")
-            if number == number.to_integral_value() and "." not in value and "e" not in value.lower():
+            if abs(number) >= self.max_abs:
+                raise FieldValueError("Must be a number between -1e21 and 1e21.")
+            if number == number.to_integral_value() and "." not in text and "e" not in text.lower():
                 return int(number)
-            return float(number)
+            value = float(number)
+        if isinstance(value, int):
+            if abs(value) >= self.max_abs:
+                raise FieldValueError("Must be a number between -1e21 and 1e21.")
+            return value
+        if isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise FieldValueError("Must be a finite number.")
+            if abs(value) >= self.max_abs:
+                raise FieldValueError("Must be a number between -1e21 and 1e21.")
+            return int(value) if value.is_integer() and abs(value) < 2**53 else value
         raise FieldValueError("Must be a number.")
 
 
@@ -139,15 +152,18 @@ class EmailType(FieldType):
 
     name = "email"
     validator = EmailValidator()
+    invalid_message = "Enter a valid email address."
 
     def clean(self, value, spec):
         if not isinstance(value, str):
             raise FieldValueError("Must be an email address.")
         value = value.strip()
+        if "\x00" in value or len(value) > 2000:
+            raise FieldValueError(self.invalid_message)
         try:
             self.validator(value)
         except DjangoValidationError:
-            raise FieldValueError("Enter a valid email address.") from None
+            raise FieldValueError(self.invalid_message) from None
         return value
 
 
@@ -156,15 +172,18 @@ class URLType(FieldType):
 
     name = "url"
     validator = URLValidator(schemes=["http", "https"])
+    invalid_message = "Enter a valid http(s) URL."
 
     def clean(self, value, spec):
         if not isinstance(value, str):
             raise FieldValueError("Must be a URL.")
         value = value.strip()
+        if "\x00" in value or len(value) > 2000:
+            raise FieldValueError(self.invalid_message)
         try:
             self.validator(value)
         except DjangoValidationError:
-            raise FieldValueError("Enter a valid http(s) URL.") from None
+            raise FieldValueError(self.invalid_message) from None
         return value
 
 
@@ -259,18 +278,25 @@ def validate_field_specs(fields: Any) -> tuple[list[dict], dict[str, list[str]]]
             if (
                 not isinstance(options, list)
                 or not options
-                or not all(isinstance(o, str) and o for o in options)
+                or not all(isinstance(o, str) and o and "\x00" not in o and len(o) <= 255 for o in options)
                 or len(set(options)) != len(options)
             ):
-                errors[f"{key}.options"] = ["A non-empty list of distinct strings is required for this type."]
+                errors[f"{key}.options"] = [
+                    "A non-empty list of distinct strings (at most 255 characters each) is required for this type."
+                ]
         elif options not in (None, []):
             errors[f"{key}.options"] = ["Only select and multi_select fields take options."]
         out = {"name": name, "type": ftype, "required": bool(required)}
         if FIELD_TYPES[ftype].needs_options:
             out["options"] = options
         for extra in ("label", "description"):
-            if isinstance(spec.get(extra), str):
-                out[extra] = spec[extra]
+            value = spec.get(extra)
+            if value is None:
+                continue
+            if not isinstance(value, str) or "\x00" in value or len(value) > 1000:
+                errors[f"{key}.{extra}"] = ["Must be a string of at most 1000 characters."]
+            else:
+                out[extra] = value
         cleaned.append(out)
     return cleaned, errors
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
 from django.utils.text import slugify
 from rest_framework import exceptions
 
@@ -16,6 +17,9 @@ from .models import ROLE_RANK, Entity, Membership, Role, Workspace
 User = get_user_model()
 
 
+# --------------------------------------------------------------------------- workspaces
+
+
 @transaction.atomic
 def workspace_create(*, user, name: str, description: str = "") -> Workspace:
     """Create a workspace; its creator becomes the owner."""
@@ -24,11 +28,44 @@ def workspace_create(*, user, name: str, description: str = "") -> Workspace:
     return workspace
 
 
-def _find_user(identifier: str):
-    user = User.objects.filter(Q(username__iexact=identifier) | Q(email__iexact=identifier)).first()
-    if user is None:
-        raise exceptions.ValidationError({"user": [f"No user with username or email '{identifier}'."]})
-    return user
+@transaction.atomic
+def workspace_update(*, workspace: Workspace, **changes: Any) -> Workspace:
+    """Change a workspace's name and/or description."""
+    fields = [key for key in ("name", "description") if key in changes]
+    for key in fields:
+        setattr(workspace, key, changes[key])
+    if fields:
+        workspace.save(update_fields=[*fields, "updated_at"])
+    return workspace
+
+
+@transaction.atomic
+def workspace_delete(*, workspace: Workspace) -> None:
+    """Delete a workspace with its members, entities, records and tasks."""
+    workspace.delete()
+
+
+# --------------------------------------------------------------------------- members
+
+
+def find_user(*, username: str | None = None, email: str | None = None):
+    """The existing user named by ``username`` (exact, else case-insensitive) or by ``email``."""
+    if username:
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            matches = list(User.objects.filter(username__iexact=username)[:2])
+            user = matches[0] if len(matches) == 1 else None
+        if user is None:
+            raise exceptions.ValidationError({"username": [f"No user with username '{username}'."]})
+        return user
+    if email:
+        matches = list(User.objects.filter(email__iexact=email)[:2])
+        if not matches:
+            raise exceptions.ValidationError({"email": [f"No user with email '{email}'."]})
+        if len(matches) > 1:
+            raise exceptions.ValidationError({"email": ["Several users share this email; use the username."]})
+        return matches[0]
+    raise exceptions.ValidationError({"username": ["Give the username or the email of an existing user."]})
 
 
 def _check_manage(actor: Membership, role: str, current_role: str | None = None) -> None:
@@ -41,56 +78,71 @@ def _check_manage(actor: Membership, role: str, current_role: str | None = None)
 
 
 @transaction.atomic
-def member_add(*, workspace: Workspace, actor: Membership, identifier: str, role: str) -> Membership:
+def member_add(
+    *, workspace: Workspace, actor: Membership, role: str, username: str | None = None, email: str | None = None
+) -> Membership:
     """Add an existing user (by username or email) with a role."""
     _check_manage(actor, role)
-    user = _find_user(identifier)
+    user = find_user(username=username, email=email)
     if Membership.objects.filter(workspace=workspace, user=user).exists():
         raise ConflictError(f"'{user.username}' is already a member of this workspace.")
     return Membership.objects.create(workspace=workspace, user=user, role=role)
 
 
-def _owners_left(workspace: Workspace, excluding: Membership) -> int:
-    return (
+def _other_owners(workspace_id, excluding: Membership) -> int:
+    # Lock the owner rows: two owners demoting each other at once cannot both succeed.
+    owners = list(
         Membership.objects.select_for_update()
-        .filter(workspace=workspace, role=Role.OWNER)
-        .exclude(pk=excluding.pk)
-        .count()
+        .filter(workspace_id=workspace_id, role=Role.OWNER)
+        .values_list("pk", flat=True)
     )
+    return sum(1 for pk in owners if pk != excluding.pk)
 
 
 @transaction.atomic
 def member_update_role(*, membership: Membership, actor: Membership, role: str) -> Membership:
+    """Change a member's role (owners manage owners; a workspace keeps at least one owner)."""
     _check_manage(actor, role, membership.role)
-    if membership.role == Role.OWNER and role != Role.OWNER and _owners_left(membership.workspace, membership) == 0:
+    if membership.role == Role.OWNER and role != Role.OWNER and _other_owners(membership.workspace_id, membership) == 0:
         raise ConflictError("A workspace must keep at least one owner.")
-    membership.role = role
-    membership.save(update_fields=["role"])
+    if membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
     return membership
 
 
 @transaction.atomic
 def member_remove(*, membership: Membership, actor: Membership) -> None:
+    """Remove a member; anyone may remove themselves (leave), except the last owner."""
     if membership.user_id != actor.user_id:
         _check_manage(actor, membership.role, membership.role)
-    if membership.role == Role.OWNER and _owners_left(membership.workspace, membership) == 0:
+    if membership.role == Role.OWNER and _other_owners(membership.workspace_id, membership) == 0:
         raise ConflictError("A workspace must keep at least one owner.")
     membership.delete()
 
 
+# --------------------------------------------------------------------------- entities
+
+
 def _unique_slug(workspace: Workspace, name: str, exclude_pk=None) -> str:
     base = slugify(name)[:200] or "entity"
+    taken = set(
+        Entity.objects.filter(workspace=workspace, slug__startswith=base)
+        .exclude(pk=exclude_pk)
+        .values_list("slug", flat=True)
+    )
     slug, n = base, 2
-    qs = Entity.objects.filter(workspace=workspace)
-    if exclude_pk:
-        qs = qs.exclude(pk=exclude_pk)
-    while qs.filter(slug=slug).exists():
+    while slug in taken:
         slug, n = f"{base}-{n}", n + 1
     return slug
 
 
-def _validated_fields(fields, status_field: str) -> list[dict]:
+def validated_fields(fields: Any, status_field: str | None) -> list[dict]:
+    """The normalised field schema, or a 400 naming each bad key (``fields.2.options``)."""
     cleaned, errors = validate_field_specs(fields)
+    names = {spec["name"] for spec in cleaned}
+    if not errors and status_field and status_field != "status" and status_field not in names:
+        errors["status_field"] = [f"'{status_field}' is not one of the entity's fields."]
     if errors:
         raise exceptions.ValidationError(errors)
     return cleaned
@@ -100,7 +152,8 @@ def _validated_fields(fields, status_field: str) -> list[dict]:
 def entity_create(
     *, workspace: Workspace, name: str, fields: list, status_field: str = "status", description: str = ""
 ) -> Entity:
-    cleaned = _validated_fields(fields, status_field)
+    """Create an entity (a user-defined table) with a validated field schema."""
+    cleaned = validated_fields(fields, status_field)
     return Entity.objects.create(
         workspace=workspace,
         name=name,
@@ -115,43 +168,65 @@ def entity_create(
 SCHEMA_ERROR_EXAMPLES = 5
 
 
+def entity_schema_migration(*, entity: Entity, new_fields: list[dict]) -> tuple[list, list[str], int]:
+    """Check every existing record against ``new_fields`` (already validated).
+
+    Returns (records whose stored data changes, messages about up to ``SCHEMA_ERROR_EXAMPLES`` failing
+    records, number of failing records). Values are converted to the new types; values of removed fields
+    are dropped."""
+    from records.models import Record  # records depends on workspaces, not the other way at import time
+
+    names = {spec["name"] for spec in new_fields}
+    problems: list[str] = []
+    updates: list[Record] = []
+    failing = 0
+    for record in Record.objects.filter(entity=entity).only("id", "data").iterator(chunk_size=1000):
+        kept = {k: v for k, v in (record.data or {}).items() if k in names}
+        cleaned, errors = clean_record_data(new_fields, kept)
+        if errors:
+            failing += 1
+            if len(problems) < SCHEMA_ERROR_EXAMPLES:
+                detail = "; ".join(f"{field}: {msgs[0]}" for field, msgs in errors.items())
+                problems.append(f"record {record.id}: {detail}")
+            continue
+        if cleaned != record.data:
+            record.data = cleaned
+            updates.append(record)
+    return updates, problems, failing
+
+
+def schema_conflict_message(problems: list[str], failing: int) -> str:
+    return f"{failing} existing record(s) do not fit the new fields: " + " | ".join(problems)
+
+
 @transaction.atomic
-def entity_update(*, entity: Entity, **changes) -> Entity:
+def entity_update(*, entity: Entity, **changes: Any) -> Entity:
     """Update an entity. A new field schema is checked against every existing record first: values are
     converted to the new types, values of removed fields are dropped, and if any record does not fit
     (new required field without a value, an option removed that is still used, a value that cannot be
-    converted) nothing changes and the error names the records."""
-    from records.models import Record  # records depends on workspaces, not the other way at import time
+    converted) nothing changes and the 409 error names the records."""
+    from records.models import Record
 
     if "name" in changes and changes["name"] != entity.name:
         entity.name = changes["name"]
         entity.slug = _unique_slug(entity.workspace, entity.name, exclude_pk=entity.pk)
     if "description" in changes:
         entity.description = changes["description"]
-    if "status_field" in changes:
-        entity.status_field = changes["status_field"] or "status"
+    status_field = (changes.get("status_field") or "status") if "status_field" in changes else entity.status_field
+    new_fields = validated_fields(changes.get("fields", entity.fields), status_field)
+    entity.status_field = status_field
     if "fields" in changes:
-        new_fields = _validated_fields(changes["fields"], entity.status_field)
-        names = {spec["name"] for spec in new_fields}
-        problems: list[str] = []
-        updates: list[Record] = []
-        failing = 0
-        for record in Record.objects.filter(entity=entity).only("id", "data").iterator(chunk_size=1000):
-            kept = {k: v for k, v in (record.data or {}).items() if k in names}
-            cleaned, errors = clean_record_data(new_fields, kept)
-            if errors:
-                failing += 1
-                if len(problems) < SCHEMA_ERROR_EXAMPLES:
-                    detail = "; ".join(f"{field}: {msgs[0]}" for field, msgs in errors.items())
-                    problems.append(f"record {record.id}: {detail}")
-                continue
-            if cleaned != record.data:
-                record.data = cleaned
-                updates.append(record)
+        updates, problems, failing = entity_schema_migration(entity=entity, new_fields=new_fields)
         if failing:
-            raise ConflictError(f"{failing} existing record(s) do not fit the new fields: " + " | ".join(problems))
+            raise ConflictError({"fields": [schema_conflict_message(problems, failing)]})
         if updates:
             Record.objects.bulk_update(updates, ["data"], batch_size=500)
         entity.fields = new_fields
     entity.save()
     return entity
+
+
+@transaction.atomic
+def entity_delete(*, entity: Entity) -> None:
+    """Delete an entity and its records."""
+    entity.delete()

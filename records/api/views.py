@@ -1,6 +1,7 @@
 import re
 
-from django.db.models import F
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import F, Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -28,13 +29,22 @@ LOOKUPS = {
     "isnull": "__isnull",
 }
 ORDERING_RE = re.compile(r"^-?[A-Za-z_][A-Za-z0-9_]*$")
+SEARCHABLE_TYPES = {"text", "long_text", "email", "url", "select"}
+MAX_PARAM_LENGTH = 1000
+
+
+def _query_value(key: str, raw: str) -> str:
+    if "\x00" in raw or len(raw) > MAX_PARAM_LENGTH:
+        raise exceptions.ValidationError({key: [f"Must be at most {MAX_PARAM_LENGTH} characters, without NUL."]})
+    return raw
 
 
 @extend_schema(tags=["records"])
 class RecordViewSet(WorkspaceScopedViewSet):
     """Records of an entity. ``data`` is validated against the entity's fields. PUT replaces ``data``,
     PATCH merges it. Filter by field values: ``?status=New``, ``?amount__gte=100`` (lookups: gt, gte,
-    lt, lte, ne, contains, in (comma-separated), isnull); ``?ordering=-amount`` or ``created_at``."""
+    lt, lte, ne, contains, in (comma-separated), isnull); ``?search=`` looks in text fields;
+    ``?ordering=-amount`` or ``created_at``."""
 
     serializer_class = RecordSerializer
     envelope_singular = "record"
@@ -52,24 +62,43 @@ class RecordViewSet(WorkspaceScopedViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Record.objects.none()
-        return Record.objects.filter(entity=self.entity).select_related("entity")
+        return Record.objects.filter(entity=self.entity)
+
+    def get_object(self):
+        record = super().get_object()
+        record.entity = self.entity  # services and signal receivers read it without another query
+        return record
 
     @extend_schema(
         parameters=[
             OpenApiParameter(
                 "ordering",
                 OpenApiTypes.STR,
-                description="created_at, updated_at or a field name; prefix with - for descending",
+                description="created_at, updated_at or a field name; prefix with - for descending; "
+                "comma-separate several keys",
             ),
-            OpenApiParameter("<field>[__<lookup>]", OpenApiTypes.STR, description="Filter by a field's value"),
+            OpenApiParameter("search", OpenApiTypes.STR, description="Case-insensitive text search in text fields"),
+            OpenApiParameter(
+                "filters",
+                {"type": "object", "additionalProperties": {"type": "string"}},
+                style="form",
+                explode=True,
+                description="Filter by field value: `<field>=<value>` or `<field>__<lookup>=<value>` with lookups "
+                + ", ".join(k for k in LOOKUPS if k != "eq")
+                + " (e.g. `status=New`, `amount__gte=100`, `status__in=New,Contacted`, `email__isnull=true`).",
+            ),
         ]
     )
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
     def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
         errors: dict[str, list[str]] = {}
-        for key, raw in self.request.query_params.items():
+        params = self.request.query_params
+        for key, raw in params.items():
+            raw = _query_value(key, raw)
             if key in RESERVED_PARAMS:
                 continue
             name, _, lookup = key.partition("__")
@@ -81,16 +110,13 @@ class RecordViewSet(WorkspaceScopedViewSet):
                 ]
                 continue
             ftype = FIELD_TYPES[spec["type"]]
+            path = f"data__{name}"
             try:
                 if lookup == "isnull":
                     if raw.lower() not in ("true", "false"):
                         raise FieldValueError("Must be true or false.")
-                    value = raw.lower() == "true"
-                    queryset = (
-                        queryset.filter(**{f"data__{name}__isnull": value})
-                        if value
-                        else queryset.exclude(**{f"data__{name}__isnull": True})
-                    )
+                    empty = Q(**{f"{path}__isnull": True}) | Q(**{path: None})  # missing key or JSON null
+                    queryset = queryset.filter(empty) if raw.lower() == "true" else queryset.exclude(empty)
                     continue
                 if lookup == "in":
                     value = [ftype.clean(part, spec) for part in raw.split(",")]
@@ -102,12 +128,20 @@ class RecordViewSet(WorkspaceScopedViewSet):
                 errors[key] = [str(exc)]
                 continue
             if lookup == "ne":
-                queryset = queryset.exclude(**{f"data__{name}": value})
+                # Records without a value are "not equal" too.
+                queryset = queryset.filter(~Q(**{path: value}) | Q(**{f"{path}__isnull": True}))
             elif lookup == "contains" and spec["type"] == "multi_select":
-                queryset = queryset.filter(**{f"data__{name}__contains": [value]})
+                queryset = queryset.filter(**{f"{path}__contains": [value]})
             else:
-                queryset = queryset.filter(**{f"data__{name}{LOOKUPS[lookup or 'eq']}": value})
-        ordering = self.request.query_params.get("ordering")
+                queryset = queryset.filter(**{f"{path}{LOOKUPS[lookup or 'eq']}": value})
+        search = params.get("search", "").strip()
+        if search:
+            condition = Q()
+            for spec in self.entity.fields:
+                if spec["type"] in SEARCHABLE_TYPES:
+                    condition |= Q(**{f"data__{spec['name']}__icontains": search})
+            queryset = queryset.filter(condition) if condition else queryset.none()
+        ordering = params.get("ordering")
         if ordering:
             keys = []
             for part in ordering.split(","):
@@ -132,11 +166,11 @@ class RecordViewSet(WorkspaceScopedViewSet):
         )
 
     def update(self, request, *args, **kwargs):
+        """PUT replaces ``data`` (required fields must be present); PATCH merges the given keys."""
         partial = kwargs.pop("partial", False)
         record = self.get_object()
         serializer = self.get_serializer(record, data=request.data)
         serializer.is_valid(raise_exception=True)
-        record.entity = self.entity
         services.record_update(record=record, data=serializer.validated_data["data"], actor=request.user, merge=partial)
         return ok({"record": self.get_serializer(record).data}, "Record updated successfully")
 
@@ -169,7 +203,7 @@ class RecordViewSet(WorkspaceScopedViewSet):
 @extend_schema(tags=["tasks"])
 class TaskViewSet(WorkspaceScopedViewSet):
     """Tasks of a workspace (created by people or by the ``create_task`` action). Filter with
-    ``?status=open|done``, ``?record_id=``, ``?assignee_id=``."""
+    ``?status=open|done``, ``?record_id=``, ``?assignee_id=``. Members and above write; viewers read."""
 
     serializer_class = TaskSerializer
     envelope_singular = "task"
@@ -182,23 +216,36 @@ class TaskViewSet(WorkspaceScopedViewSet):
             return Task.objects.none()
         return Task.objects.filter(workspace=self.workspace)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=Task.Status.values),
+            OpenApiParameter("record_id", OpenApiTypes.UUID),
+            OpenApiParameter("assignee_id", OpenApiTypes.INT),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
     def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
         params = self.request.query_params
         errors = {}
         if "status" in params:
             if params["status"] not in Task.Status.values:
                 errors["status"] = [f"Must be one of: {', '.join(Task.Status.values)}."]
             queryset = queryset.filter(status=params["status"])
-        for key, field in (("record_id", "record_id"), ("assignee_id", "assignee_id")):
+        for key in ("record_id", "assignee_id"):
             if key in params:
-                value = params[key]
+                target = Task._meta.get_field(key.removesuffix("_id")).target_field
                 try:
-                    field_obj = Task._meta.get_field(field.removesuffix("_id")).target_field
-                    value = field_obj.to_python(value)
-                except Exception:
+                    value = target.to_python(_query_value(key, params[key]))
+                    if isinstance(value, int) and not -(2**63) < value < 2**63:
+                        raise ValueError
+                except (DjangoValidationError, ValueError, TypeError):
                     errors[key] = ["Invalid id."]
                     continue
-                queryset = queryset.filter(**{field: value})
+                queryset = queryset.filter(**{key: value})
         if errors:
             raise exceptions.ValidationError(errors)
         return queryset

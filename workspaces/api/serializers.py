@@ -1,5 +1,6 @@
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..field_types import FIELD_TYPES
@@ -32,7 +33,9 @@ class RegisterSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         try:
-            password_validation.validate_password(attrs["password"], User(username=attrs["username"]))
+            password_validation.validate_password(
+                attrs["password"], User(username=attrs["username"], email=attrs["email"])
+            )
         except DjangoValidationError as exc:
             raise serializers.ValidationError({"password": list(exc.messages)}) from None
         return attrs
@@ -59,8 +62,10 @@ class WorkspaceSerializer(serializers.ModelSerializer):
 
 class MembershipSerializer(serializers.ModelSerializer):
     user = UserSerializer(read_only=True)
-    username = serializers.CharField(write_only=True, required=False, max_length=254)
-    email = serializers.CharField(write_only=True, required=False, max_length=254)
+    username = serializers.CharField(
+        write_only=True, required=False, max_length=150, help_text="Add: the existing user's username…"
+    )
+    email = serializers.EmailField(write_only=True, required=False, max_length=254, help_text="…or email.")
     role = serializers.ChoiceField(choices=Role.choices)
 
     class Meta:
@@ -75,18 +80,35 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 
 class FieldSpecSerializer(serializers.Serializer):
-    name = serializers.CharField()
+    """One field of an entity's schema (documentation only: ``validate_field_specs`` validates)."""
+
+    name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     type = serializers.ChoiceField(choices=list(FIELD_TYPES))
     required = serializers.BooleanField(default=False)
-    options = serializers.ListField(child=serializers.CharField(), required=False)
+    options = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="select and multi_select only"
+    )
+    label = serializers.CharField(required=False)
+    description = serializers.CharField(required=False)
+
+
+@extend_schema_field(FieldSpecSerializer(many=True))
+class FieldSpecsField(serializers.JSONField):
+    """The field schema as JSON; validated by ``workspaces.field_types.validate_field_specs`` in the
+    service, so errors name the index and key (``fields.2.options``)."""
 
 
 class EntitySerializer(serializers.ModelSerializer):
-    fields = serializers.JSONField(
-        default=list,
+    fields = FieldSpecsField(
+        required=False,
         help_text='List of {"name", "type", "required", "options"}; types: ' + ", ".join(FIELD_TYPES),
     )
-    status_field = serializers.CharField(max_length=100, required=False, default="status")
+    status_field = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        help_text="The field whose changes fire status_changed automations (default: status).",
+    )
     record_count = serializers.IntegerField(read_only=True, required=False)
 
     class Meta:

@@ -6,6 +6,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import api_view, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.reverse import reverse
 from rest_framework.throttling import AnonRateThrottle
 
 from config.api import EnvelopeModelViewSet, ok
@@ -25,6 +26,22 @@ from .serializers import (
 User = get_user_model()
 
 AuthResponse = inline_serializer("AuthResult", {"user": UserSerializer(), "token": serializers.CharField()})
+
+
+@extend_schema(exclude=True)
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def api_root(request):
+    """Entry points of the API (the browsable API starts here)."""
+    links = {
+        "register": reverse("auth-register", request=request),
+        "token": reverse("auth-token", request=request),
+        "me": reverse("auth-me", request=request),
+        "workspaces": reverse("workspace-list", request=request),
+        "schema": reverse("schema", request=request),
+        "docs": reverse("swagger-ui", request=request),
+    }
+    return ok(links, "Workspace automations API v1")
 
 
 @extend_schema(request=RegisterSerializer, responses={201: AuthResponse}, tags=["auth"], auth=[])
@@ -111,6 +128,12 @@ class WorkspaceViewSet(EnvelopeModelViewSet):
             description=serializer.validated_data.get("description", ""),
         )
 
+    def perform_update(self, serializer):
+        serializer.instance = services.workspace_update(workspace=serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        services.workspace_delete(workspace=instance)
+
 
 @extend_schema(tags=["workspaces"])
 class MembershipViewSet(WorkspaceScopedViewSet):
@@ -136,7 +159,8 @@ class MembershipViewSet(WorkspaceScopedViewSet):
         serializer.instance = services.member_add(
             workspace=self.workspace,
             actor=self.membership,
-            identifier=data.get("username") or data.get("email"),
+            username=data.get("username"),
+            email=data.get("email"),
             role=data["role"],
         )
 
@@ -184,3 +208,6 @@ class EntityViewSet(WorkspaceScopedViewSet):
 
     def perform_update(self, serializer):
         serializer.instance = services.entity_update(entity=serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        services.entity_delete(entity=instance)

@@ -1,0 +1,160 @@
+"""``python manage.py seed_demo [--base-url URL]``: a demo owner, workspace, "Leads" entity and records.
+
+Safe to re-run: existing objects are reused. The owner ``demo`` is staff and superuser (the admin works
+with the same login); its password is generated once into ``.demo-password`` at the repository root
+(git-ignored) and reused, unless ``DEMO_PASSWORD`` is set."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from records import services as record_services
+from records.models import Record
+from workspaces import services
+from workspaces.models import Entity, Membership, Role, Workspace
+
+DEMO_USERNAME = "demo"
+DEMO_EMAIL = "demo@example.com"
+WORKSPACE_NAME = "Demo workspace"
+LEAD_STATUSES = ["New", "Contacted", "Qualified", "Closed Won", "Closed Lost"]
+LEAD_FIELDS = [
+    {"name": "name", "type": "text", "required": True},
+    {"name": "email", "type": "email", "required": False},
+    {"name": "company", "type": "text", "required": False},
+    {"name": "status", "type": "select", "required": False, "options": LEAD_STATUSES},
+    {"name": "amount", "type": "number", "required": False},
+]
+SAMPLE_LEADS = [
+    {
+        "name": "Ada Lovelace",
+        "email": "ada@example.com",
+        "company": "Analytical Engines",
+        "status": "New",
+        "amount": 1200,
+    },
+    {
+        "name": "Grace Hopper",
+        "email": "grace@example.com",
+        "company": "COBOL Inc",
+        "status": "Contacted",
+        "amount": 5400,
+    },
+    {"name": "Alan Turing", "email": "alan@example.com", "company": "Bletchley", "status": "Qualified", "amount": 8000},
+    {"name": "Katherine Johnson", "email": "katherine@example.com", "company": "NASA", "status": "Closed Won"},
+    {
+        "name": "Linus Torvalds",
+        "email": "linus@example.com",
+        "company": "Kernel Co",
+        "status": "Closed Lost",
+        "amount": 300,
+    },
+]
+
+
+def password_file() -> Path:
+    return Path(settings.BASE_DIR) / ".demo-password"
+
+
+def demo_password() -> str:
+    """``DEMO_PASSWORD`` if set, else the password stored in ``.demo-password`` (created once)."""
+    if settings.DEMO_PASSWORD:
+        return settings.DEMO_PASSWORD
+    path = password_file()
+    if path.exists():
+        stored = path.read_text(encoding="utf-8").strip()
+        if stored:
+            return stored
+    password = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    return password
+
+
+class Command(BaseCommand):
+    help = "Create (or reuse) the demo owner, workspace, Leads entity and sample records; print the URLs."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the server listens.")
+
+    def handle(self, *args, base_url: str, **options):
+        base_url = base_url.rstrip("/")
+        password = demo_password()
+        with transaction.atomic():
+            user = self.ensure_user(password)
+            workspace = self.ensure_workspace(user)
+            entity = self.ensure_entity(workspace)
+            created = self.ensure_records(entity, user)
+
+        self.run_automations_hook(workspace, entity, user, base_url)
+
+        token = Token.objects.get(user=user).key
+        out = self.stdout
+        out.write(self.style.SUCCESS(f"Demo data ready ({created} new records)."))
+        out.write(f"  Admin:     {base_url}/admin/")
+        out.write(f"  API:       {base_url}/api/v1/")
+        out.write(f"  API docs:  {base_url}/api/v1/docs/")
+        out.write(f"  Login:     {DEMO_USERNAME} / {password}")
+        out.write(f"  API token: {token}  (Authorization: Token <key>)")
+        out.write(f"  Workspace: {workspace.id}   Leads entity: {entity.id}")
+
+    def ensure_user(self, password: str):
+        User = get_user_model()
+        user, created = User.objects.get_or_create(
+            username=DEMO_USERNAME, defaults={"email": DEMO_EMAIL, "is_staff": True, "is_superuser": True}
+        )
+        changed = []
+        if not (user.is_staff and user.is_superuser and user.is_active):
+            user.is_staff = user.is_superuser = user.is_active = True
+            changed += ["is_staff", "is_superuser", "is_active"]
+        if created or not user.check_password(password):
+            user.set_password(password)
+            changed.append("password")
+        if changed:
+            user.save(update_fields=changed)
+        Token.objects.get_or_create(user=user)
+        return user
+
+    def ensure_workspace(self, user) -> Workspace:
+        membership = (
+            Membership.objects.select_related("workspace")
+            .filter(user=user, role=Role.OWNER, workspace__name=WORKSPACE_NAME)
+            .order_by("created_at")
+            .first()
+        )
+        if membership:
+            return membership.workspace
+        return services.workspace_create(
+            user=user, name=WORKSPACE_NAME, description="Sample data created by manage.py seed_demo."
+        )
+
+    def ensure_entity(self, workspace: Workspace) -> Entity:
+        entity = Entity.objects.filter(workspace=workspace, slug="leads").first()
+        if entity:
+            return entity
+        return services.entity_create(
+            workspace=workspace, name="Leads", fields=LEAD_FIELDS, status_field="status", description="Sales leads"
+        )
+
+    def ensure_records(self, entity: Entity, user) -> int:
+        if Record.objects.filter(entity=entity).exists():
+            return 0
+        for data in SAMPLE_LEADS:
+            record_services.record_create(entity=entity, data=data, actor=user)
+        return len(SAMPLE_LEADS)
+
+    def run_automations_hook(self, workspace: Workspace, entity: Entity, user, base_url: str) -> None:
+        """Demo automation rules come from the engine (``automations.demo``); skipped when it is absent."""
+        try:
+            from automations.demo import seed_demo_automations
+        except ImportError:
+            return
+        seed_demo_automations(workspace=workspace, entity=entity, user=user, base_url=base_url)
