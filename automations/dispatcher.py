@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import transaction
-from django.tasks import default_task_backend
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 
 from .causation import chain_for_new_event
 from .models import AutomationEvent, EventType
@@ -23,7 +23,7 @@ def _backend_is_transactional() -> bool:
         from django_tasks_db.backend import DatabaseBackend
     except ImportError:  # pragma: no cover
         return False
-    return isinstance(default_task_backend, DatabaseBackend)
+    return isinstance(task_backends[DEFAULT_TASK_BACKEND_ALIAS], DatabaseBackend)
 
 
 def _enqueue(event_ids: list[str]) -> None:

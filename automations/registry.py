@@ -17,6 +17,9 @@ class Registry[T]:
         self._items[name] = item
         return item
 
+    def unregister(self, name: str) -> None:
+        self._items.pop(name, None)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]
