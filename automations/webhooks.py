@@ -294,16 +294,15 @@ class _Deadline:
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.expired = False
-        self.connection: HTTPConnection | None = None
+        self.sock: socket.socket | None = None
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
     def _expire(self) -> None:
         self.expired = True
-        sock = getattr(self.connection, "sock", None)
-        if sock is not None:
+        if self.sock is not None:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                self.sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> _Deadline:
         _watch.deadline = self
@@ -319,10 +318,24 @@ _watch = threading.local()
 
 
 class _WatchedMixin:
-    def request(self, *args: Any, **kwargs: Any) -> Any:
+    """Hands the connection's socket to the current deadline (kept by us: http.client drops its own
+    reference once the response owns the socket)."""
+
+    def _watch_socket(self) -> None:
         deadline = getattr(_watch, "deadline", None)
-        if deadline is not None:
-            deadline.connection = self
+        sock = getattr(self, "sock", None)
+        if deadline is not None and sock is not None:
+            deadline.sock = sock
+            if deadline.expired:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self._watch_socket()
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self._watch_socket()  # a reused keep-alive connection is already connected
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 

@@ -79,3 +79,18 @@ class TaskFactory(factory.django.DjangoModelFactory):
 
     workspace = factory.SubFactory(WorkspaceFactory)
     title = factory.Sequence(lambda n: f"Task {n}")
+
+
+class AutomationRuleFactory(factory.django.DjangoModelFactory):
+    """A rule on a Leads-like entity; pass ``action_type``/``action_config`` for the action under test."""
+
+    class Meta:
+        model = "automations.AutomationRule"
+
+    entity = factory.SubFactory(EntityFactory)
+    workspace = factory.LazyAttribute(lambda o: o.entity.workspace)
+    name = factory.Sequence(lambda n: f"Rule {n}")
+    trigger_type = "record_created"
+    trigger_config = factory.LazyFunction(dict)
+    action_type = "create_task"
+    action_config = factory.LazyFunction(lambda: {"title": "Follow up with {{name}}"})
