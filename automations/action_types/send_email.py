@@ -42,6 +42,18 @@ def clean_recipient(value: Any) -> str:
     return address
 
 
+def _provider_message(exc: Exception) -> str:
+    """The provider's error text (anymail's own ``str()`` can fail on partial responses)."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001
+        text = " ".join(str(arg) for arg in exc.args)
+    status = getattr(exc, "status_code", None)
+    if status is not None and str(status) not in text:
+        text = f"{text} (HTTP {status})"
+    return text[:1000]
+
+
 class SendEmailConfigSerializer(serializers.Serializer):
     subject = TemplateField(mode="subject", max_length=998)
     body = TemplateField(mode="html", max_length=100_000)
@@ -120,16 +132,16 @@ class SendEmail(ActionType):
         try:
             message.send()
         except AnymailRecipientsRefused as exc:
-            raise PermanentActionError(f"The email provider refused the recipient: {exc}") from None
+            raise PermanentActionError(f"The email provider refused the recipient: {_provider_message(exc)}") from None
         except AnymailAPIError as exc:
             status = exc.status_code
             transient = (status is None and isinstance(exc, AnymailRequestsAPIError)) or (
                 status is not None and (status in TRANSIENT_HTTP_STATUSES or status >= 500)
             )
             error = RetryableActionError if transient else PermanentActionError
-            raise error(f"The email provider failed: {exc}") from None
+            raise error(f"The email provider failed: {_provider_message(exc)}") from None
         except AnymailError as exc:
-            raise PermanentActionError(f"The email could not be sent: {exc}") from None
+            raise PermanentActionError(f"The email could not be sent: {_provider_message(exc)}") from None
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             error = RetryableActionError if codes and all(400 <= c < 500 for c in codes) else PermanentActionError
