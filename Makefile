@@ -22,10 +22,16 @@ $(VENV)/.dev: $(VENV)/.base requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
+# The local demo: DEBUG on, the demo webhook inbox on, and webhooks allowed to this machine only
+# (127.0.0.1, where the inbox listens). Your own environment variables win.
+run: export DEBUG ?= true
+run: export DEMO_WEBHOOK_INBOX ?= true
+run: export AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS ?= 127.0.0.1
 run: $(VENV)/.base
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --base-url http://$(HOST):$(PORT)
-	@echo "Starting web (http://$(HOST):$(PORT)/) and worker; Ctrl+C stops both."
+	@echo "Starting web on http://$(HOST):$(PORT)/ and the automations worker; Ctrl+C stops both."
+	@echo "Demo webhook inbox: http://$(HOST):$(PORT)/demo/webhook-inbox/"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(PY) manage.py automations_worker & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)

@@ -124,6 +124,8 @@ SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", True)
 
 # manage.py seed_demo: the demo owner's password (default: generated once into .demo-password).
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "")
+# /demo/webhook-inbox/: a local receiver for the demo call_webhook rule (make run turns it on).
+DEMO_WEBHOOK_INBOX = env_bool("DEMO_WEBHOOK_INBOX", False)
 
 # Session login for the browsable API (/api-auth/login/) lands on the API root.
 LOGIN_URL = "rest_framework:login"

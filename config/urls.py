@@ -4,6 +4,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from automations.api.urls import rule_router
+from automations.demo import webhook_inbox
 from config.api import json_error_view
 from records.api.urls import entity_router, workspace_router
 from workspaces.api.urls import nested_urlpatterns
@@ -27,6 +28,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api-auth/", include("rest_framework.urls")),
+    path("demo/webhook-inbox/", webhook_inbox, name="demo-webhook-inbox"),
     # Unknown API URLs answer in the envelope even with DEBUG on (handler404 only runs with DEBUG off).
     re_path(r"^api/", csrf_exempt(json_error_view(404, "Not found.")), name="api-not-found"),
 ]

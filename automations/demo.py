@@ -1,0 +1,138 @@
+"""Demo automations for ``manage.py seed_demo`` and a local webhook inbox to watch them fire.
+
+``seed_demo_automations`` creates one active rule per action type on the demo "Leads" entity (idempotent,
+by rule name). The ``call_webhook`` rule posts to ``/demo/webhook-inbox/`` on the same server, which keeps
+the last deliveries in memory and shows them with their signature checked (only served when
+``DEMO_WEBHOOK_INBOX=true``, as ``make run`` sets it)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.utils.html import escape
+from django.views.decorators.csrf import csrf_exempt
+
+from .models import AutomationLog, AutomationRule
+from .webhooks import active_secrets, sign
+
+INBOX_PATH = "/demo/webhook-inbox/"
+
+
+def demo_rules(base_url: str) -> list[dict]:
+    return [
+        {
+            "name": "Welcome email for new leads",
+            "trigger_type": "record_created",
+            "trigger_config": {},
+            "conditions": {"match": "all", "rules": [{"field": "email", "op": "is_not_empty"}]},
+            "action_type": "send_email",
+            "action_config": {
+                "subject": "Welcome {{ name }}!",
+                "body": "Hi {{ name|default('there') }},\n\nThanks for your interest. Your status is {{ status }}.",
+            },
+        },
+        {
+            "name": "Notify the inbox when a deal is won",
+            "trigger_type": "status_changed",
+            "trigger_config": {"to_status": "Closed Won"},
+            "conditions": {},
+            "action_type": "call_webhook",
+            "action_config": {"url": base_url.rstrip("/") + INBOX_PATH, "method": "POST"},
+        },
+        {
+            "name": "Mark leads without a company",
+            "trigger_type": "record_created",
+            "trigger_config": {},
+            "conditions": {"match": "all", "rules": [{"field": "company", "op": "is_empty"}]},
+            "action_type": "update_field",
+            "action_config": {"field_name": "company", "new_value": "(unknown)"},
+        },
+        {
+            "name": "Follow-up task when contacted",
+            "trigger_type": "status_changed",
+            "trigger_config": {"to_status": "Contacted"},
+            "conditions": {},
+            "action_type": "create_task",
+            "action_config": {"title": "Follow up with {{ name }}", "description": "{{ company }} · {{ email }}"},
+        },
+    ]
+
+
+def seed_demo_automations(*, workspace, entity, user, base_url: str) -> int:
+    """Create the demo rules that do not exist yet (matched by name). Returns how many were created."""
+    from .services import rule_create
+
+    created = 0
+    for spec in demo_rules(base_url):
+        if AutomationRule.objects.filter(workspace=workspace, entity=entity, name=spec["name"]).exists():
+            continue
+        rule_create(workspace=workspace, actor=user, entity=entity, is_active=True, **spec)
+        created += 1
+    return created
+
+
+# --------------------------------------------------------------------------- the local webhook inbox
+
+_inbox: collections.deque = collections.deque(maxlen=50)
+_lock = threading.Lock()
+
+
+def _signature_valid(headers: dict, body: bytes) -> bool | None:
+    """Check the Standard Webhooks signature with the secret of the rule whose run sent it."""
+    msg_id, timestamp = headers.get("webhook-id") or "", headers.get("webhook-timestamp") or ""
+    sent = set((headers.get("webhook-signature") or "").split())
+    if not (msg_id.startswith("msg_") and timestamp.isdigit() and sent):
+        return None
+    try:
+        rule = AutomationLog.objects.select_related("automation").get(pk=msg_id.removeprefix("msg_")).automation
+    except (AutomationLog.DoesNotExist, ValueError, ValidationError):
+        return False
+    return any(sign(secret, msg_id, int(timestamp), body) in sent for secret in active_secrets(rule))
+
+
+@csrf_exempt
+def webhook_inbox(request: HttpRequest) -> HttpResponse:
+    """POST: store a delivery (answers 200). GET: the last 50 deliveries (HTML, or JSON with ?format=json)."""
+    if not settings.DEMO_WEBHOOK_INBOX:
+        raise Http404("The demo inbox is off (DEMO_WEBHOOK_INBOX=false).")
+    if request.method in ("POST", "PUT", "PATCH"):
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        body = request.body[:65536]
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = body.decode("utf-8", "replace")
+        entry = {
+            "received_at": timezone.now().isoformat(),
+            "method": request.method,
+            "webhook_id": headers.get("webhook-id"),
+            "signature_valid": _signature_valid(headers, body),
+            "payload": payload,
+        }
+        with _lock:
+            _inbox.appendleft(entry)
+        return JsonResponse({"received": True})
+    with _lock:
+        entries = list(_inbox)
+    if request.GET.get("format") == "json":
+        return JsonResponse({"deliveries": entries})
+    rows = "".join(
+        f"<tr><td>{escape(e['received_at'])}</td><td>{escape(e['webhook_id'] or '')}</td>"
+        f"<td>{'valid' if e['signature_valid'] else 'INVALID' if e['signature_valid'] is False else '-'}</td>"
+        f"<td><pre>{escape(json.dumps(e['payload'], indent=2, ensure_ascii=False))}</pre></td></tr>"
+        for e in entries
+    )
+    html = (
+        "<!doctype html><title>Demo webhook inbox</title><meta http-equiv='refresh' content='5'>"
+        "<style>body{font-family:sans-serif}td{vertical-align:top;border-top:1px solid #ccc;padding:4px}</style>"
+        "<h1>Demo webhook inbox</h1><p>Deliveries of the demo <code>call_webhook</code> rule (newest first, "
+        "refreshes every 5 s). Move a lead to <b>Closed Won</b> in the admin to see one arrive.</p>"
+        f"<table><tr><th>received</th><th>webhook-id</th><th>signature</th><th>payload</th></tr>{rows}</table>"
+    )
+    return HttpResponse(html)
