@@ -151,10 +151,13 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
+        "config.throttling.WriteRateThrottle",
     ],
+    # Generous defaults (a 2,000-record import at 16 concurrent clients stays well inside them).
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_THROTTLE_ANON", "120/min"),
         "user": os.environ.get("API_THROTTLE_USER", "100000/hour"),
+        "write": os.environ.get("API_THROTTLE_WRITE", "6000/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -235,6 +238,9 @@ AUTOMATIONS_RUN_LEASE_SECONDS = env_int("AUTOMATIONS_RUN_LEASE_SECONDS", 120)
 AUTOMATIONS_RECOVERY_GRACE_SECONDS = env_int("AUTOMATIONS_RECOVERY_GRACE_SECONDS", 60)
 AUTOMATIONS_RECOVERY_INTERVAL = env_float("AUTOMATIONS_RECOVERY_INTERVAL", 15.0)
 AUTOMATIONS_WORKER_POLL_INTERVAL = env_float("AUTOMATIONS_WORKER_POLL_INTERVAL", 0.5)
+# PostgreSQL: the worker's own commits are asynchronous unless true (see automations/worker.py: what it
+# writes can be derived again, so a database crash re-runs a run with the same id instead of losing it).
+AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT = env_bool("AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT", False)
 AUTOMATIONS_EVENTS_PER_TASK = env_int("AUTOMATIONS_EVENTS_PER_TASK", 25)
 AUTOMATIONS_QUEUE = os.environ.get("AUTOMATIONS_QUEUE", "automations")
 
