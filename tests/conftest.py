@@ -1,8 +1,17 @@
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from tests.factories import EntityFactory, MembershipFactory, UserFactory, WorkspaceFactory
+from tests.factories import EntityFactory, MembershipFactory, RecordFactory, UserFactory, WorkspaceFactory
 from workspaces.models import Role
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counters():
+    """Throttle counters live in the cache: without this, a long run trips the anonymous rate limit."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -38,6 +47,24 @@ def owner(members):
 @pytest.fixture
 def entity(workspace):
     return EntityFactory(workspace=workspace, name="Leads", slug="leads")
+
+
+@pytest.fixture
+def record(entity):
+    return RecordFactory(entity=entity)
+
+
+@pytest.fixture
+def other_workspace(db):
+    """A second workspace with its own owner, entity and record (for isolation tests)."""
+    membership = MembershipFactory(role=Role.OWNER)
+    other_entity = EntityFactory(workspace=membership.workspace)
+    return {
+        "workspace": membership.workspace,
+        "owner": membership.user,
+        "entity": other_entity,
+        "record": RecordFactory(entity=other_entity),
+    }
 
 
 @pytest.fixture
