@@ -9,7 +9,7 @@ PORT ?= 8000
 PYTHON ?= $(shell for p in python3.13 python3.12 $$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
 	$$p -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 
-.PHONY: run test lint format bench bench-quick browser clean
+.PHONY: run test lint format bench bench-quick chromium clean
 
 $(VENV)/.base: requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python >= 3.12 not found (tried python3.13, python3.12, ~/.pyenv/versions/3.12+)"; exit 1; }
@@ -36,7 +36,14 @@ run: $(VENV)/.base
 	$(PY) manage.py automations_worker & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
-test: $(VENV)/.dev
+# The admin browser test drives Debian's Chromium (Playwright's own browser download is never used).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  { echo "Could not install chromium (need root and apt): install it, then re-run make test"; exit 1; }; }
+
+test: $(VENV)/.dev chromium
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev
