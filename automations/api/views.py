@@ -1,0 +1,224 @@
+"""The seed's automation endpoints under ``/workspaces/{workspace_id}/automations/``: thin views over
+``automations.services`` (every rule is validated there, through the type registries)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.decorators import action
+
+from config.api import ERROR_SCHEMA, ok
+from workspaces.models import Entity, Role
+from workspaces.permissions import WorkspaceScopedViewSet
+
+from .. import services, webhooks
+from ..action_types import action_types
+from ..models import AutomationLog, AutomationRule
+from ..trigger_types import trigger_types
+from . import schema  # noqa: F401  (registers the OpenAPI extension for rules)
+from .serializers import (
+    AutomationLogSerializer,
+    AutomationRuleSerializer,
+    LogQuerySerializer,
+    RuleListQuerySerializer,
+    RuleTestSerializer,
+)
+
+UUID_RE = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+
+CONFLICT = OpenApiResponse(response=ERROR_SCHEMA, description="The run cannot be retried in its current state")
+
+TestResult = inline_serializer(
+    "AutomationTestResult",
+    {
+        "test_result": serializers.JSONField(
+            help_text="success, dry_run, action_type, trigger_matches, conditions_match, and either result "
+            "(real run: log_id, duration_ms, error) or preview (dry run: rendered email, request, field "
+            "change or task)"
+        ),
+        "automation": AutomationRuleSerializer(),
+        "record_id": serializers.UUIDField(),
+    },
+)
+LogList = inline_serializer(
+    "AutomationLogList",
+    {
+        "logs": AutomationLogSerializer(many=True),
+        "total": serializers.IntegerField(help_text="Runs matching the filters (the list holds at most limit)."),
+        "limit": serializers.IntegerField(),
+    },
+)
+OneLog = inline_serializer("AutomationLogResult", {"log": AutomationLogSerializer()})
+OneRule = inline_serializer("AutomationResult", {"automation": AutomationRuleSerializer()})
+Empty = inline_serializer("Empty", {})
+
+
+def _query(serializer_class, request):
+    # A plain dict, not the QueryDict: a missing boolean must stay missing, not become False.
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+@extend_schema(tags=["automations"])
+class AutomationRuleViewSet(WorkspaceScopedViewSet):
+    """Automation rules of a workspace: when a record of ``entity_id`` is created, changed or deleted
+    (``trigger_type`` + ``trigger_config``) and ``conditions`` match, run one action (``action_type`` +
+    ``action_config``). Any member reads; owners and admins write, test and retry. PUT and PATCH are both
+    partial (the seed's PUT)."""
+
+    serializer_class = AutomationRuleSerializer
+    envelope_singular = "automation"
+    envelope_plural = "automations"
+    write_role = Role.ADMIN
+    put_is_partial = True
+    lookup_value_regex = UUID_RE
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return AutomationRule.objects.none()
+        return AutomationRule.objects.filter(workspace=self.workspace).select_related("entity")
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except (DjangoValidationError, ValueError):
+            raise exceptions.NotFound("Automation not found.") from None
+
+    def get_serializer_class(self):
+        return {
+            "test": RuleTestSerializer,
+            "logs": AutomationLogSerializer,
+            "retry_log": serializers.Serializer,
+            "rotate_secret": serializers.Serializer,
+        }.get(self.action, AutomationRuleSerializer)
+
+    def _rule_data(self, rule: AutomationRule) -> dict:
+        return AutomationRuleSerializer(rule, context=self.get_serializer_context()).data
+
+    def _entity(self, entity_id) -> Entity:
+        entity = Entity.objects.filter(pk=entity_id, workspace=self.workspace).first()
+        if entity is None:
+            raise exceptions.ValidationError({"entity_id": ["Entity not found in this workspace."]})
+        return entity
+
+    # ------------------------------------------------------------------ CRUD
+
+    @extend_schema(parameters=[RuleListQuerySerializer])
+    def list(self, request, *args, **kwargs):
+        """The seed's list (``data.automations`` + ``total``), newest first."""
+        return super().list(request, *args, **kwargs)
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        params = _query(RuleListQuerySerializer, self.request)
+        errors = {}
+        for key, registry in (("trigger_type", trigger_types), ("action_type", action_types)):
+            if key in params:
+                names = registry.names()
+                if params[key] not in names:
+                    errors[key] = [f"Unknown {key.replace('_', ' ')}. Choose one of: {', '.join(names)}."]
+        if errors:
+            raise exceptions.ValidationError(errors)
+        for key in ("entity_id", "trigger_type", "action_type"):
+            if key in params:
+                queryset = queryset.filter(**{key: params[key]})
+        if params.get("is_active") is not None:
+            queryset = queryset.filter(is_active=params["is_active"])
+        if params.get("search"):
+            queryset = queryset.filter(name__icontains=params["search"])
+        return queryset
+
+    def perform_create(self, serializer):
+        fields = dict(serializer.validated_data)
+        fields["entity"] = self._entity(fields.pop("entity_id"))
+        serializer.instance = services.rule_create(workspace=self.workspace, actor=self.request.user, **fields)
+
+    @extend_schema(request=AutomationRuleSerializer(partial=True))
+    def update(self, request, *args, **kwargs):
+        """Partial, like PATCH: fields not given keep their value; the rule is revalidated as a whole."""
+        return super().update(request, *args, **kwargs)
+
+    def perform_update(self, serializer):
+        changes = dict(serializer.validated_data)
+        if "entity_id" in changes:
+            changes["entity"] = self._entity(changes.pop("entity_id"))
+        serializer.instance = services.rule_update(rule=serializer.instance, actor=self.request.user, **changes)
+
+    @extend_schema(responses={200: Empty})
+    def destroy(self, request, *args, **kwargs):
+        """Delete the rule and its run log."""
+        return super().destroy(request, *args, **kwargs)
+
+    # ------------------------------------------------------------------ test, logs, retry, secret
+
+    @extend_schema(request=RuleTestSerializer, responses={200: TestResult})
+    @action(detail=True, methods=["post"], url_path="test")
+    def test(self, request, *args, **kwargs):
+        """Run the action now against ``record_id`` (logged with ``is_test``), or with ``dry_run`` return
+        what would happen (rendered email, request, field change or task, and whether trigger and
+        conditions match) without sending, writing or logging anything."""
+        rule = self.get_object()
+        params = RuleTestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            record = services.get_record_in_workspace(
+                workspace=self.workspace, record_id=params.validated_data["record_id"]
+            )
+        except exceptions.NotFound:
+            raise exceptions.ValidationError({"record_id": ["Record not found in this workspace."]}) from None
+        result = services.rule_test_run(
+            rule=rule, record=record, dry_run=params.validated_data["dry_run"], actor=request.user
+        )
+        rule.refresh_from_db()
+        return ok(
+            {"test_result": result, "automation": self._rule_data(rule), "record_id": str(record.pk)},
+            "Automation dry run completed" if result.get("dry_run") else "Automation test completed",
+        )
+
+    @extend_schema(parameters=[LogQuerySerializer], responses={200: LogList})
+    @action(detail=True, methods=["get"], url_path="logs")
+    def logs(self, request, *args, **kwargs):
+        """The rule's runs, newest first: ``limit`` (default 50, max 500), ``status``, ``since`` / ``until``
+        (dates or date-times, on the run's creation time), ``is_test``."""
+        rule = self.get_object()
+        params = _query(LogQuerySerializer, request)
+        queryset = AutomationLog.objects.filter(automation=rule).order_by("-created_at", "-id")
+        if params.get("status"):
+            queryset = queryset.filter(status=params["status"])
+        if params.get("since"):
+            queryset = queryset.filter(created_at__gte=params["since"])
+        if params.get("until"):
+            queryset = queryset.filter(created_at__lt=params["until"])
+        if params.get("is_test") is not None:
+            queryset = queryset.filter(is_test=params["is_test"])
+        total = queryset.count()
+        logs = AutomationLogSerializer(queryset[: params["limit"]], many=True).data
+        return ok({"logs": logs, "total": total, "limit": params["limit"]}, f"Retrieved {len(logs)} log(s)")
+
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("log_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={202: OneLog, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"], url_path=rf"logs/(?P<log_id>{UUID_RE})/retry")
+    def retry_log(self, request, *args, log_id=None, **kwargs):
+        """Queue a failed (or skipped) run again with its stored event; the webhook-id stays the same."""
+        rule = self.get_object()
+        try:
+            log = AutomationLog.objects.get(pk=log_id, automation=rule)
+        except (AutomationLog.DoesNotExist, DjangoValidationError, ValueError):
+            raise exceptions.NotFound("Run not found.") from None
+        log = services.log_retry(log=log)
+        return ok({"log": AutomationLogSerializer(log).data}, "Run queued for retry", status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: OneRule})
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, *args, **kwargs):
+        """Give the rule a new webhook signing secret; for 24 hours deliveries carry a second signature
+        made with the old one, so receivers can switch without dropping messages."""
+        rule = webhooks.rule_rotate_secret(self.get_object())
+        return ok({"automation": self._rule_data(rule)}, "Signing secret rotated")
