@@ -41,7 +41,8 @@ def api_root(request):
         "schema": reverse("schema", request=request),
         "docs": reverse("swagger-ui", request=request),
     }
-    return ok(links, "Workspace automations API v1")
+    # Router URLs reverse without their optional trailing slash; show the canonical form.
+    return ok({key: url.rstrip("/") + "/" for key, url in links.items()}, "Workspace automations API v1")
 
 
 @extend_schema(request=RegisterSerializer, responses={201: AuthResponse}, tags=["auth"], auth=[])
