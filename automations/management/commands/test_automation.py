@@ -1,0 +1,113 @@
+"""``python manage.py test_automation <automation_id> --record <record_id> [--dry-run] [--json]``.
+
+Runs a rule's action against one record through ``services.rule_test_run`` (the same path as the API's
+``test`` endpoint): a real run is logged with ``is_test``; ``--dry-run`` shows what would happen without
+sending, writing or logging. Exit code 0 when the run (or preview) succeeded, 1 with a one-line reason
+otherwise."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.core.serializers.json import DjangoJSONEncoder
+from rest_framework.exceptions import ValidationError
+
+from automations import services
+from automations.models import AutomationRule
+from config.renderers import flatten_errors
+from records.models import Record
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise CommandError(f"'{value}' is not a valid {what} id (expected a UUID).") from None
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+class Command(BaseCommand):
+    help = "Run an automation's action against one record now (or --dry-run to preview it) and show the outcome."
+
+    def add_arguments(self, parser):
+        parser.add_argument("automation_id", help="The automation rule's id.")
+        parser.add_argument("--record", required=True, dest="record_id", help="Id of a record of the rule's entity.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Show what would happen without sending, writing or logging."
+        )
+        parser.add_argument("--json", action="store_true", dest="as_json", help="Print the result as JSON.")
+
+    def handle(self, *args, automation_id, record_id, dry_run=False, as_json=False, **options):
+        rule_pk, record_pk = _uuid(automation_id, "automation"), _uuid(record_id, "record")
+        rule = AutomationRule.objects.select_related("entity", "workspace").filter(pk=rule_pk).first()
+        if rule is None:
+            raise CommandError(f"No automation with id {rule_pk}.")
+        record = Record.objects.select_related("entity").filter(pk=record_pk).first()
+        if record is None:
+            raise CommandError(f"No record with id {record_pk}.")
+        try:
+            result = services.rule_test_run(rule=rule, record=record, dry_run=dry_run)
+        except ValidationError as exc:
+            messages = [msg for msgs in flatten_errors(exc.detail).values() for msg in msgs]
+            raise CommandError(_one_line(" ".join(messages))) from None
+
+        if as_json:
+            payload = {"automation_id": str(rule.pk), "record_id": str(record.pk), **result}
+            self.stdout.write(json.dumps(payload, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False))
+        else:
+            self._print_readable(rule, record, result)
+        if not result["success"]:
+            verb = "would fail" if result["dry_run"] else "failed"
+            raise CommandError(f"The action {verb}: {_one_line(result.get('error') or 'unknown error')}")
+
+    # ------------------------------------------------------------------ readable output
+
+    def _print_readable(self, rule: AutomationRule, record: Record, result: dict[str, Any]) -> None:
+        out = self.stdout.write
+        state = "active" if rule.is_active else "inactive"
+        out(self.style.MIGRATE_HEADING(f'Automation "{rule.name}" ({rule.pk}), {state}'))
+        out(f"  when {rule.trigger_type} {json.dumps(rule.trigger_config or {})} on {rule.entity.name}")
+        out(f"  then {rule.action_type}")
+        out(f"Record {record.pk}: {json.dumps(record.data, ensure_ascii=False, cls=DjangoJSONEncoder)}")
+        note = f" ({result['trigger_note']})" if result.get("trigger_note") else ""
+        out(f"Trigger:    {self._yes_no(result.get('trigger_matches'))}{note}")
+        conditions = "no conditions" if not rule.conditions else self._yes_no(result.get("conditions_match"))
+        out(f"Conditions: {conditions}")
+        if result["dry_run"]:
+            out(self.style.MIGRATE_HEADING("Dry run: nothing was sent, written or logged. The action would:"))
+            self._print_fields(result.get("preview") or {})
+        else:
+            out(self.style.MIGRATE_HEADING(f"Ran the action (test run logged as {result.get('log_id')}):"))
+            self._print_fields(result.get("result") or {})
+            if result.get("duration_ms") is not None:
+                out(f"  duration: {result['duration_ms']} ms")
+        if result["success"]:
+            out(self.style.SUCCESS("OK"))
+        else:
+            out(self.style.ERROR(f"FAILED: {result.get('error')}"))
+
+    @staticmethod
+    def _yes_no(value) -> str:
+        return {True: "matches", False: "does not match"}.get(value, "unknown")
+
+    def _print_fields(self, fields: dict[str, Any]) -> None:
+        for key, value in fields.items():
+            if key == "html":
+                continue  # the text part says the same, readably
+            if isinstance(value, dict | list):
+                text = json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
+                self.stdout.write(f"  {key}:")
+                for line in text.splitlines():
+                    self.stdout.write(f"    {line}")
+            elif isinstance(value, str) and "\n" in value:
+                self.stdout.write(f"  {key}:")
+                for line in value.splitlines():
+                    self.stdout.write(f"    {line}")
+            else:
+                self.stdout.write(f"  {key}: {value}")
