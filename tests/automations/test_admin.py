@@ -1,0 +1,301 @@
+"""Django admin for rules, runs and events, through the test client."""
+
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.urls import reverse
+
+from automations import services
+from automations.models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
+from records.models import Task
+from tests.factories import EntityFactory, RecordFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "pass-Word-123")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def lead(entity):
+    return RecordFactory(entity=entity, data={"name": "Ada", "email": "ada@example.com", "status": "New"})
+
+
+@pytest.fixture
+def rule(entity):
+    return services.rule_create(
+        workspace=entity.workspace,
+        entity=entity,
+        name="Welcome",
+        trigger_type="record_created",
+        action_type="send_email",
+        action_config={"subject": "Welcome {{name}}!", "body": "Hi {{name}}"},
+    )
+
+
+def make_log(rule, **fields):
+    values = {
+        "automation": rule,
+        "workspace_id": rule.workspace_id,
+        "entity_id": rule.entity_id,
+        "record_id": uuid.uuid4(),
+        "trigger_type": rule.trigger_type,
+        "action_type": rule.action_type,
+        "status": RunStatus.SUCCESS,
+    }
+    values.update(fields)
+    return AutomationLog.objects.create(**values)
+
+
+def form_data(entity, **overrides):
+    data = {
+        "workspace": str(entity.workspace_id),
+        "entity": str(entity.pk),
+        "name": "Big deal alert",
+        "description": "",
+        "trigger_type": "status_changed",
+        "trigger_config": '{"to_status": "Closed Won"}',
+        "conditions": "{}",
+        "action_type": "create_task",
+        "action_config": '{"title": "Celebrate {{name}}"}',
+        "is_active": "on",
+        "max_runs_per_minute": "",
+        "max_runs_per_hour": "",
+    }
+    data.update(overrides)
+    return data
+
+
+ADD_URL = reverse("admin:automations_automationrule_add")
+
+
+def test_rule_list_shows_last_run_status_without_a_query_per_row(
+    admin_client, rule, entity, django_assert_max_num_queries
+):
+    make_log(rule, status=RunStatus.SUCCESS)
+    make_log(rule, status=RunStatus.ERROR)  # newest
+    for _ in range(5):
+        services.rule_duplicate(rule=rule)
+    url = reverse("admin:automations_automationrule_changelist")
+    with django_assert_max_num_queries(12):
+        response = admin_client.get(url)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Welcome" in html and "Welcome (copy)" in html
+    assert '<td class="field-last_run_status">error</td>' in html
+    assert "Leads" in html
+    # More rules, same number of queries.
+    for _ in range(10):
+        services.rule_duplicate(rule=rule)
+    with django_assert_max_num_queries(12):
+        admin_client.get(url)
+
+
+def test_rule_list_filters_and_search(admin_client, rule):
+    url = reverse("admin:automations_automationrule_changelist")
+    copy = services.rule_duplicate(rule=rule)
+    copy.name = "Other thing"
+    copy.save()
+    html = admin_client.get(url, {"is_active__exact": "0"}).content.decode()
+    assert "Other thing" in html and ">Welcome<" not in html
+    html = admin_client.get(url, {"q": "other"}).content.decode()
+    assert "Other thing" in html and ">Welcome<" not in html
+    html = admin_client.get(url, {"action_type": "send_email"}).content.decode()
+    assert "Other thing" in html
+
+
+def test_add_form_shows_configs_as_formatted_json(admin_client, rule):
+    response = admin_client.get(reverse("admin:automations_automationrule_change", args=[rule.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "\n  &quot;subject&quot;: &quot;Welcome {{name}}!&quot;" in html  # indented, one key a line
+    assert "Test on a record" in html
+    assert admin_client.get(ADD_URL).status_code == 200
+
+
+def test_create_through_the_admin_form(admin_client, entity):
+    response = admin_client.post(ADD_URL, form_data(entity))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    rule = AutomationRule.objects.get(name="Big deal alert")
+    assert rule.trigger_config == {"to_status": "Closed Won"}
+    assert rule.action_config == {"title": "Celebrate {{name}}"}
+    assert rule.created_by.username == "root"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"trigger_config": "{}"}, "trigger_config", "to_status: This field is required."),
+        ({"trigger_config": '{"to_status": "Bogus"}'}, "trigger_config", "to_status: Must be one of"),
+        ({"trigger_config": "{not json"}, "trigger_config", "Enter a valid JSON."),
+        ({"action_config": '{"title": ""}'}, "action_config", "title: This field may not be blank."),
+        ({"action_config": '"text"'}, "action_config", "Must be an object."),
+        (
+            {"action_type": "call_webhook", "action_config": '{"url": "http://169.254.169.254/latest"}'},
+            "action_config",
+            "url: ",
+        ),
+        (
+            {"conditions": '{"match": "all", "rules": [{"field": "nope", "op": "eq", "value": 1}]}'},
+            "conditions",
+            "rules.0.field: Unknown field 'nope'",
+        ),
+        ({"trigger_type": "record_exploded"}, "trigger_type", "Select a valid choice"),
+    ],
+)
+def test_form_errors_are_readable_and_on_the_right_field(admin_client, entity, overrides, field, message):
+    response = admin_client.post(ADD_URL, form_data(entity, **overrides))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert field in errors, errors
+    assert any(message in error for error in errors[field]), errors[field]
+    assert not AutomationRule.objects.exists()
+
+
+def test_form_rejects_an_entity_of_another_workspace(admin_client, entity):
+    other = EntityFactory()
+    data = form_data(entity)
+    data["entity"] = str(other.pk)
+    response = admin_client.post(ADD_URL, data)
+    assert response.status_code == 200
+    assert "This entity belongs to another workspace." in response.context["adminform"].form.errors["entity"]
+
+
+def test_change_form_goes_through_the_service(admin_client, rule):
+    AutomationRule.objects.filter(pk=rule.pk).update(is_active=False, consecutive_failures=8, disabled_reason="x")
+    data = form_data(
+        rule.entity,
+        name="Welcome v2",
+        trigger_type="record_created",
+        trigger_config="{}",
+        action_type="send_email",
+        action_config='{"subject": "Hi", "body": "Hello {{name}}"}',
+    )
+    response = admin_client.post(reverse("admin:automations_automationrule_change", args=[rule.pk]), data)
+    assert response.status_code == 302
+    rule.refresh_from_db()
+    assert rule.name == "Welcome v2" and rule.is_active
+    assert rule.consecutive_failures == 0 and rule.disabled_reason == ""
+
+
+def test_change_page_shows_recent_runs_and_success_rate(admin_client, rule):
+    for _ in range(3):
+        make_log(rule, status=RunStatus.SUCCESS)
+    make_log(rule, status=RunStatus.ERROR, error="SMTP down")
+    make_log(rule, status=RunStatus.ERROR, is_test=True)  # tests do not count in the rate
+    html = admin_client.get(reverse("admin:automations_automationrule_change", args=[rule.pk])).content.decode()
+    assert "75% (3 of 4 succeeded)" in html
+    assert "SMTP down" in html
+    assert "All runs of this rule" in html
+
+
+def test_actions_activate_deactivate_duplicate(admin_client, rule):
+    url = reverse("admin:automations_automationrule_changelist")
+    response = admin_client.post(url, {"action": "deactivate", "_selected_action": [str(rule.pk)]}, follow=True)
+    assert "Deactivated 1 rule(s)." in response.content.decode()
+    rule.refresh_from_db()
+    assert not rule.is_active
+    admin_client.post(url, {"action": "activate", "_selected_action": [str(rule.pk)]})
+    rule.refresh_from_db()
+    assert rule.is_active
+    admin_client.post(url, {"action": "duplicate", "_selected_action": [str(rule.pk)]})
+    copy = AutomationRule.objects.get(name="Welcome (copy)")
+    assert not copy.is_active and copy.signing_secret != rule.signing_secret
+
+
+def test_test_page_dry_run_renders_the_email_without_sending(admin_client, rule, lead):
+    url = reverse("admin:automations_automationrule_test", args=[rule.pk])
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    assert "Ada" in response.content.decode()  # the record picker labels records by their data
+    response = admin_client.post(url, {"record": str(lead.pk), "dry_run": "on"})
+    html = response.content.decode()
+    assert "Dry run: what would happen" in html
+    assert "Welcome Ada!" in html and "ada@example.com" in html
+    assert "<iframe sandbox" in html
+    assert mail.outbox == [] and not AutomationLog.objects.exists()
+
+
+def test_test_page_real_run_is_logged(admin_client, rule, lead):
+    url = reverse("admin:automations_automationrule_test", args=[rule.pk])
+    response = admin_client.post(url, {"record": str(lead.pk)})
+    html = response.content.decode()
+    log = AutomationLog.objects.get()
+    assert log.is_test and log.status == RunStatus.SUCCESS
+    assert reverse("admin:automations_automationlog_change", args=[log.pk]) in html
+    assert len(mail.outbox) == 1
+
+
+def test_test_page_only_offers_records_of_the_rules_entity(admin_client, rule, lead):
+    other = RecordFactory(entity=EntityFactory(workspace=rule.workspace))
+    url = reverse("admin:automations_automationrule_test", args=[rule.pk])
+    response = admin_client.post(url, {"record": str(other.pk), "dry_run": "on"})
+    assert "record" in response.context["form"].errors
+    assert admin_client.get(reverse("admin:automations_automationrule_test", args=[uuid.uuid4()])).status_code == 404
+
+
+def test_log_admin_is_read_only_and_readable(admin_client, rule):
+    log = make_log(
+        rule,
+        status=RunStatus.ERROR,
+        action_type="call_webhook",
+        error="HTTP 500",
+        result={
+            "method": "POST",
+            "url": "https://hooks.example.com/x",
+            "status_code": 500,
+            "response": '{"detail":"oops"}',
+            "request_headers": {"Authorization": "[redacted]"},
+            "delivery_id": "msg_1",
+            "duration_ms": 5,
+        },
+    )
+    html = admin_client.get(reverse("admin:automations_automationlog_change", args=[log.pk])).content.decode()
+    assert "POST https://hooks.example.com/x" in html and "HTTP 500" in html
+    assert "&quot;detail&quot;: &quot;oops&quot;" in html  # the response body, indented
+    assert 'name="_save"' not in html
+    assert admin_client.get(reverse("admin:automations_automationlog_add")).status_code == 403
+
+
+def test_log_list_filters_and_search_by_record_id(admin_client, rule):
+    wanted = make_log(rule, status=RunStatus.ERROR)
+    make_log(rule, status=RunStatus.SUCCESS)
+    url = reverse("admin:automations_automationlog_changelist")
+    response = admin_client.get(url, {"q": str(wanted.record_id)})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == [wanted]
+    response = admin_client.get(url, {"status__exact": "success"})
+    assert [log.status for log in response.context["cl"].result_list] == ["success"]
+    response = admin_client.get(url, {"automation__id__exact": str(rule.pk), "trigger_type": "record_created"})
+    assert len(response.context["cl"].result_list) == 2
+    assert admin_client.get(url, {"q": "not-a-uuid"}).status_code == 200
+
+
+def test_log_action_retries_failed_runs_only(admin_client, rule):
+    failed = make_log(rule, status=RunStatus.ERROR)
+    done = make_log(rule, status=RunStatus.SUCCESS)
+    url = reverse("admin:automations_automationlog_changelist")
+    response = admin_client.post(
+        url, {"action": "retry", "_selected_action": [str(failed.pk), str(done.pk)]}, follow=True
+    )
+    html = response.content.decode()
+    assert "Queued 1 run(s) for retry." in html
+    assert "Not retried" in html
+    failed.refresh_from_db()
+    done.refresh_from_db()
+    assert failed.status == RunStatus.PENDING and done.status == RunStatus.SUCCESS
+
+
+def test_event_admin_is_read_only(admin_client, lead):
+    event = AutomationEvent.objects.first()
+    assert event is not None  # creating the record queued one
+    assert admin_client.get(reverse("admin:automations_automationevent_changelist")).status_code == 200
+    html = admin_client.get(reverse("admin:automations_automationevent_change", args=[event.pk])).content.decode()
+    assert str(lead.pk) in html and 'name="_save"' not in html
+    assert not Task.objects.exists()
