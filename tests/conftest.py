@@ -7,6 +7,12 @@ from workspaces.models import Role
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2's real work factor costs ~1 s per user created; tests only need passwords to check."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_throttle_counters():
     """Throttle counters live in the cache: without this, a long run trips the anonymous rate limit."""
     cache.clear()
