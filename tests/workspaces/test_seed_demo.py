@@ -1,0 +1,84 @@
+"""manage.py seed_demo: idempotent, password generated once (or DEMO_PASSWORD), engine hook."""
+
+import sys
+import types
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from records.models import Record
+from workspaces.models import Entity, Membership, Role, Workspace
+
+User = get_user_model()
+
+
+@pytest.fixture
+def repo_root(tmp_path, settings, monkeypatch):
+    settings.BASE_DIR = tmp_path
+    settings.DEMO_PASSWORD = ""
+    monkeypatch.setitem(sys.modules, "automations.demo", None)  # the engine's hook absent: skipped quietly
+    return tmp_path
+
+
+def run(*args):
+    out = StringIO()
+    call_command("seed_demo", *args, stdout=out)
+    return out.getvalue()
+
+
+def counts():
+    return (
+        User.objects.count(),
+        Workspace.objects.count(),
+        Membership.objects.count(),
+        Entity.objects.count(),
+        Record.objects.count(),
+    )
+
+
+def test_seed_demo_is_idempotent_and_reuses_the_password(db, repo_root):
+    first = run()
+    password = (repo_root / ".demo-password").read_text().strip()
+    assert len(password) >= 12
+    assert f"demo / {password}" in first
+    for url in ("http://127.0.0.1:8000/admin/", "http://127.0.0.1:8000/api/v1/", "http://127.0.0.1:8000/api/v1/docs/"):
+        assert url in first
+    before = counts()
+    assert before == (1, 1, 1, 1, 5)
+
+    second = run("--base-url", "https://demo.example.com/")
+    assert counts() == before
+    assert f"demo / {password}" in second and "https://demo.example.com/admin/" in second
+
+    user = User.objects.get(username="demo")
+    assert user.is_staff and user.is_superuser and user.check_password(password)
+    workspace = Workspace.objects.get()
+    assert workspace.name == "Demo workspace"
+    assert Membership.objects.get(user=user).role == Role.OWNER
+    entity = Entity.objects.get()
+    assert entity.name == "Leads" and entity.status_field == "status"
+    assert [f["name"] for f in entity.fields] == ["name", "email", "company", "status", "amount"]
+    assert entity.field("status")["options"] == ["New", "Contacted", "Qualified", "Closed Won", "Closed Lost"]
+    assert entity.field("name")["required"] is True
+    assert all(r.created_by == user for r in Record.objects.all())
+
+
+def test_demo_password_env_overrides(db, repo_root, settings):
+    run()
+    settings.DEMO_PASSWORD = "Env-Chosen-Password-1"
+    output = run()
+    assert "demo / Env-Chosen-Password-1" in output
+    assert User.objects.get(username="demo").check_password("Env-Chosen-Password-1")
+
+
+def test_the_automations_hook_is_called_when_present(db, repo_root, monkeypatch):
+    calls = []
+    module = types.ModuleType("automations.demo")
+    module.seed_demo_automations = lambda **kwargs: calls.append(kwargs)
+    monkeypatch.setitem(sys.modules, "automations.demo", module)
+    run("--base-url", "http://localhost:9000")
+    assert len(calls) == 1
+    assert calls[0]["workspace"].name == "Demo workspace" and calls[0]["entity"].name == "Leads"
+    assert calls[0]["user"].username == "demo" and calls[0]["base_url"] == "http://localhost:9000"
