@@ -19,6 +19,7 @@ unprocessed, or a run RUNNING whose lease expires). Recovery then runs them agai
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 
@@ -28,7 +29,7 @@ from django.db.backends.signals import connection_created
 from django.db.utils import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 from django_tasks_db.management.commands.db_worker import Worker
-from django_tasks_db.models import DBTaskResult
+from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
 from . import executor
@@ -106,6 +107,8 @@ class AutomationsWorker(Worker):
         self.waker = Waker()
 
     def claim_task(self) -> DBTaskResult | None:
+        if connection.vendor == "postgresql":
+            return self._claim_task_postgresql()
         tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
         if not self.process_all_queues:
             tasks = tasks.filter(queue_name__in=self.queue_names)
@@ -119,6 +122,35 @@ class AutomationsWorker(Worker):
                 if is_locked_database_exception(exc):
                     return None
                 raise
+
+    def _claim_task_postgresql(self) -> DBTaskResult | None:
+        """django-tasks-db's claim (lock the next ready task, mark it RUNNING with our worker id) as one
+        ``UPDATE ... RETURNING`` statement: one round trip instead of four (BEGIN, SELECT ... FOR UPDATE
+        SKIP LOCKED, UPDATE, COMMIT), in the same order (priority, run_after, enqueued_at)."""
+        meta = DBTaskResult._meta
+        table = connection.ops.quote_name(meta.db_table)
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in meta.concrete_fields)
+        now = timezone.now()
+        queues = "" if self.process_all_queues else "AND queue_name = ANY(%(queues)s)"
+        sql = f"""
+            UPDATE {table} SET status = 'RUNNING', started_at = %(now)s, worker_ids = worker_ids || %(worker)s::jsonb
+            WHERE id = (
+                SELECT id FROM {table}
+                WHERE status = 'READY' AND backend_name = %(backend)s {queues}
+                  AND (run_after = %(never)s OR run_after <= %(now)s)
+                ORDER BY priority DESC, run_after ASC, enqueued_at ASC
+                LIMIT 1 FOR UPDATE SKIP LOCKED
+            )
+            RETURNING {columns}
+        """  # noqa: S608 (identifiers from the model's metadata)
+        params = {
+            "now": now,
+            "worker": json.dumps([self.worker_id]),
+            "backend": self.backend_name,
+            "never": get_date_max(),
+            "queues": list(self.queue_names),
+        }
+        return next(iter(DBTaskResult.objects.raw(sql, params)), None)
 
     def maybe_recover(self, force: bool = False) -> None:
         if self.recovery_interval is None:
