@@ -113,6 +113,7 @@ class AutomationLogSerializer(serializers.ModelSerializer):
     automation_id = serializers.UUIDField(read_only=True)
     result = serializers.JSONField(read_only=True, allow_null=True)
     delivery_id = serializers.CharField(read_only=True)
+    event_type = serializers.CharField(read_only=True, help_text="created, updated or deleted (empty if unknown).")
 
     class Meta:
         model = AutomationLog

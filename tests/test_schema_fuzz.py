@@ -1,0 +1,131 @@
+"""A bounded schemathesis run against ``/api/v1/schema/``: generated requests to every operation, as the
+owner of a seeded workspace, must never answer 5xx, nor anything the schema does not document (status,
+content type, body).
+
+In-process (WSGI), a fixed Hypothesis seed and a small ``max_examples`` keep it reproducible and well
+under two minutes. Path ids are replaced by real ids of the seeded workspace, so requests get past the
+404 of a random id and reach the views."""
+
+from __future__ import annotations
+
+import re
+
+import hypothesis
+import pytest
+import schemathesis
+from django.core.wsgi import get_wsgi_application
+from hypothesis import HealthCheck
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from automations import services as automation_services
+from automations.models import AutomationLog, RunStatus
+from tests.factories import EntityFactory, MembershipFactory, RecordFactory, TaskFactory
+from workspaces.models import Role
+
+MAX_EXAMPLES = 15
+SEED = 20240601
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+SCHEMA = schemathesis.openapi.from_wsgi("/api/v1/schema/", get_wsgi_application())
+OPERATIONS = {op.label: op for op in (result.ok() for result in SCHEMA.get_all_operations())}
+
+# Which seeded object a path's "{id}" names, by the collection before it.
+ID_KIND = {
+    "workspaces": "workspace",
+    "members": "member",
+    "entities": "entity",
+    "records": "record",
+    "tasks": "task",
+    "automations": "rule",
+}
+
+
+@pytest.fixture
+def seeded(db):
+    owner_membership = MembershipFactory(role=Role.OWNER)
+    workspace = owner_membership.workspace
+    entity = EntityFactory(workspace=workspace)
+    record = RecordFactory(entity=entity)
+    rule = automation_services.rule_create(
+        workspace=workspace,
+        entity=entity,
+        name="Rule",
+        trigger_type="record_created",
+        action_type="create_task",
+        action_config={"title": "Call {{name}}"},
+    )
+    log = AutomationLog.objects.create(
+        automation=rule,
+        workspace_id=workspace.pk,
+        entity_id=entity.pk,
+        record_id=record.pk,
+        trigger_type=rule.trigger_type,
+        action_type=rule.action_type,
+        status=RunStatus.ERROR,
+    )
+    return {
+        "token": owner_membership.user.auth_token.key,
+        "workspace": workspace,
+        "entity": entity,
+        "record": record,
+        "rule": rule,
+        "log": log,
+        "task": TaskFactory(workspace=workspace, record=record),
+        "member": MembershipFactory(workspace=workspace, role=Role.MEMBER),
+    }
+
+
+def real_path_parameters(path: str, seeded: dict) -> dict[str, str]:
+    params = {"workspace_pk": seeded["workspace"].pk, "entity_pk": seeded["entity"].pk, "log_id": seeded["log"].pk}
+    match = re.search(r"/(\w+)/\{id\}/", path)
+    if match:
+        params["id"] = seeded[ID_KIND[match.group(1)]].pk
+    names = set(re.findall(r"\{(\w+)\}", path))
+    return {name: str(value) for name, value in params.items() if name in names}
+
+
+# Found by this run in other apps' endpoints and reported to their owners; xfail until fixed.
+MEMBER_500 = "members: PATCH/PUT without role -> 500 KeyError 'role'"
+ENTITY_COUNT = "entities: record_count is documented as required but missing from write responses"
+WS = "/api/v1/workspaces/{workspace_pk}"
+KNOWN_ISSUES = {
+    f"PATCH {WS}/members/{{id}}/": MEMBER_500,
+    f"PUT {WS}/members/{{id}}/": MEMBER_500,
+    f"POST {WS}/entities/": ENTITY_COUNT,
+    f"PUT {WS}/entities/{{id}}/": ENTITY_COUNT,
+    f"PATCH {WS}/entities/{{id}}/": ENTITY_COUNT,
+}
+
+
+def _param(label: str):
+    if label in KNOWN_ISSUES:
+        return pytest.param(label, marks=pytest.mark.xfail(reason=KNOWN_ISSUES[label], strict=False))
+    return label
+
+
+@pytest.mark.parametrize("label", [_param(label) for label in sorted(OPERATIONS)])
+def test_api_conforms_to_its_schema(seeded, label):
+    operation = OPERATIONS[label]
+    headers = {"Authorization": f"Token {seeded['token']}"}
+    path_parameters = real_path_parameters(operation.path, seeded)
+
+    @hypothesis.seed(SEED)
+    @hypothesis.settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+    )
+    @hypothesis.given(case=operation.as_strategy())
+    def check(case):
+        if path_parameters:
+            case.path_parameters = {**(case.path_parameters or {}), **path_parameters}
+        case.call_and_validate(headers=headers, checks=CHECKS)
+
+    check()
