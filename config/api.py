@@ -181,6 +181,13 @@ class EnvelopeAutoSchema(AutoSchema):
             return pagination_class(plural=getattr(self.view, "envelope_plural", None))
         return super()._get_paginator()
 
+    def _get_response_bodies(self, direction="response"):
+        bodies = super()._get_response_bodies(direction)
+        if self.method == "DELETE" and set(bodies) == {"204"} and isinstance(self.view, EnvelopeModelViewSet):
+            # EnvelopeModelViewSet.destroy answers 200 with the envelope (data = {}), not 204.
+            return {"200": {"description": "Deleted", "content": {"application/json": {"schema": _envelope(None)}}}}
+        return bodies
+
     def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
         response = super()._get_response_for_code(serializer, status_code, media_types, direction)
         if not ("200" <= str(status_code) < "300"):
