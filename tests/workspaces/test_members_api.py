@@ -133,3 +133,11 @@ def test_a_removed_member_loses_access(api, members, workspace):
     viewer = members[Role.VIEWER]
     api.as_user(members[Role.OWNER]).delete(members_url(workspace, membership_of(workspace, viewer)))
     assert api.as_user(viewer).get(f"/api/v1/workspaces/{workspace.id}/").status_code == 404
+
+
+@pytest.mark.parametrize("method", ["patch", "put"])
+def test_update_without_a_role_changes_nothing(api, owner, members, workspace, method):
+    viewer = membership_of(workspace, members[Role.VIEWER])
+    response = getattr(api.as_user(owner), method)(members_url(workspace, viewer), {}, format="json")
+    assert response.status_code == 200
+    assert response.json()["data"]["member"]["role"] == "viewer"

@@ -167,7 +167,9 @@ class MembershipViewSet(WorkspaceScopedViewSet):
 
     def perform_update(self, serializer):
         serializer.instance = services.member_update_role(
-            membership=serializer.instance, actor=self.membership, role=serializer.validated_data["role"]
+            membership=serializer.instance,
+            actor=self.membership,
+            role=serializer.validated_data.get("role", serializer.instance.role),
         )
 
     def update(self, request, *args, **kwargs):
