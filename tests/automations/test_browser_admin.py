@@ -1,0 +1,105 @@
+"""End to end in headless Chromium (Debian's ``chromium``, driven by Playwright): log in to the admin,
+create a rule through the form (after a validation error), run "Test on a record", see the run logged."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from automations.models import AutomationLog, AutomationRule, RunStatus
+from records.models import Task
+from tests.factories import EntityFactory, RecordFactory, WorkspaceFactory
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def page():
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still sync.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            yield page
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def test_create_rule_test_it_and_see_the_run(page, live_server):
+    get_user_model().objects.create_superuser("root", "root@example.com", "pass-Word-123")
+    workspace = WorkspaceFactory(name="Acme")
+    entity = EntityFactory(workspace=workspace, name="Leads")
+    record = RecordFactory(entity=entity, data={"name": "Ada Lovelace", "email": "ada@example.com", "status": "New"})
+
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", "pass-Word-123")
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r".*/admin/$"))
+
+    # The add form, with workspace and entity preselected (autocomplete widgets).
+    page.goto(f"{live_server.url}/admin/automations/automationrule/add/?workspace={workspace.pk}&entity={entity.pk}")
+    page.fill("#id_name", "Follow up new leads")
+    page.select_option("#id_trigger_type", "record_created")
+    page.fill("#id_trigger_config", "{}")
+    page.select_option("#id_action_type", "create_task")
+    page.fill("#id_action_config", '{"title": ""}')
+    page.click("input[name=_save]")
+    error = page.locator(".field-action_config .errorlist")
+    assert "title: This field may not be blank." in error.inner_text()
+    assert not AutomationRule.objects.exists()
+
+    page.fill("#id_action_config", '{"title": "Call {{ name }}", "due_in_days": 2}')
+    page.click("input[name=_save]")
+    page.wait_for_url(re.compile(r".*/admin/automations/automationrule/$"))
+    assert "was added successfully" in page.locator(".messagelist").inner_text()
+    rule = AutomationRule.objects.get(name="Follow up new leads")
+
+    # Test on a record: first a dry run (nothing written), then a real run.
+    page.goto(f"{live_server.url}/admin/automations/automationrule/{rule.pk}/change/")
+    page.click("text=Test on a record")
+    page.select_option("#id_record", str(record.pk))
+    assert page.is_checked("#id_dry_run")
+    page.click("input[name=_run]")
+    assert "Dry run: what would happen" in page.locator("#test-outcome").inner_text()
+    assert "Call Ada Lovelace" in page.locator("#test-outcome").inner_text()
+    assert not Task.objects.exists() and not AutomationLog.objects.exists()
+
+    page.select_option("#id_record", str(record.pk))
+    page.uncheck("#id_dry_run")
+    page.click("input[name=_run]")
+    assert page.locator("#test-outcome-status").inner_text() == "success"
+    assert Task.objects.get().title == "Call Ada Lovelace"
+
+    # The run is in the logs.
+    page.click("#test-log-link")
+    log = AutomationLog.objects.get()
+    page.wait_for_url(re.compile(rf".*/admin/automations/automationlog/{log.pk}/change/$"))
+    assert log.is_test and log.status == RunStatus.SUCCESS
+    assert str(record.pk) in page.locator(".field-record_id").inner_text()
+    assert "Call Ada Lovelace" in page.locator(".field-result_readable").inner_text()
+    page.goto(f"{live_server.url}/admin/automations/automationlog/?automation__id__exact={rule.pk}")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1
+    assert "Success" in rows.first.inner_text() or "success" in rows.first.inner_text()
