@@ -484,10 +484,12 @@ def bench_end_to_end(ctx) -> dict:
         if receiver.wait_count(len(warm), timeout=60) < len(warm):
             raise RuntimeError("workers did not deliver the warm-up webhooks")
         receiver.reset()
+        cpu_before = sum(cpu_seconds(p.pid) for p in worker_procs)
         results = drive_api(ctx["api_port"], path, fixture.token, total=n)
         created = {r[3]: r for r in results if r[2] == 201 and r[3]}
         receiver.wait_count(len(created), timeout=max(60, n / 10))
         hits = receiver.hits()
+        cpu_used = sum(cpu_seconds(p.pid) for p in worker_procs) - cpu_before
     finally:
         procs.stop(worker_procs)
     arrivals: dict[str, float] = {}
@@ -514,6 +516,7 @@ def bench_end_to_end(ctx) -> dict:
         "delivery_p90_ms": rnd(pct(latencies, 90)),
         "delivery_p99_ms": rnd(pct(latencies, 99)),
         "delivery_max_ms": rnd(max(latencies) if latencies else None),
+        "worker_cpu_ms_per_run": rnd(cpu_used * 1000 / len(arrivals) if arrivals else None),
     }
     queue_tables_truncate()
     return out
@@ -553,12 +556,14 @@ def bench_worker_throughput(ctx) -> dict:
             receiver.reset()
             if workers == 1:
                 receiver.keep_bodies()
+            cpu_before = sum(cpu_seconds(p.pid) for p in worker_procs)
             started = time.monotonic()
             create_records_in_one_transaction(entity, n, fixture.user)
             committed = time.monotonic()
             count = receiver.wait_count(n, timeout=max(120, n / 20))
             hits = receiver.hits()
             last = max(h[2] for h in hits) if hits else committed
+            cpu_used = sum(cpu_seconds(p.pid) for p in worker_procs) - cpu_before
             if workers == 1:
                 bodies = receiver.bodies()
         finally:
@@ -571,6 +576,7 @@ def bench_worker_throughput(ctx) -> dict:
             "seconds": rnd(elapsed),
             "runs_per_s": rnd(unique / elapsed if elapsed > 0 else 0, 1),
             "enqueue_seconds": rnd(committed - started),
+            "worker_cpu_ms_per_run": rnd(cpu_used * 1000 / unique if unique else None),
         }
     receiver.reset()
     bare_seconds = bare_loop(receiver.url, bodies)
@@ -776,6 +782,12 @@ def _explain_count(conn, rule_id) -> list[str]:
 # --------------------------------------------------------------------------- 5. memory
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -955,9 +967,12 @@ def main() -> int:
         for phase in phases:
             log(f"phase {phase} ...")
             phase_started = time.monotonic()
+            # Other processes on the machine skew every figure: the load before each phase says how much.
+            load_before = [round(x, 2) for x in os.getloadavg()]
             try:
                 summary[phase] = PHASES[phase](ctx)
                 summary[phase]["phase_seconds"] = rnd(time.monotonic() - phase_started, 1)
+                summary[phase]["loadavg_before"] = load_before
             except Exception:
                 summary["errors"][phase] = traceback.format_exc()
                 log(f"phase {phase} FAILED:\n{summary['errors'][phase]}")
