@@ -102,26 +102,7 @@ def real_path_parameters(path: str, seeded: dict) -> dict[str, str]:
     return {name: str(value) for name, value in params.items() if name in names}
 
 
-# Found by this run in other apps' endpoints and reported to their owners; xfail until fixed.
-MEMBER_500 = "members: PATCH/PUT without role -> 500 KeyError 'role'"
-ENTITY_COUNT = "entities: record_count is documented as required but missing from write responses"
-WS = "/api/v1/workspaces/{workspace_pk}"
-KNOWN_ISSUES = {
-    f"PATCH {WS}/members/{{id}}/": MEMBER_500,
-    f"PUT {WS}/members/{{id}}/": MEMBER_500,
-    f"POST {WS}/entities/": ENTITY_COUNT,
-    f"PUT {WS}/entities/{{id}}/": ENTITY_COUNT,
-    f"PATCH {WS}/entities/{{id}}/": ENTITY_COUNT,
-}
-
-
-def _param(label: str):
-    if label in KNOWN_ISSUES:
-        return pytest.param(label, marks=pytest.mark.xfail(reason=KNOWN_ISSUES[label], strict=False))
-    return label
-
-
-@pytest.mark.parametrize("label", [_param(label) for label in sorted(OPERATIONS)])
+@pytest.mark.parametrize("label", sorted(OPERATIONS))
 def test_api_conforms_to_its_schema(seeded, label):
     operation = OPERATIONS[label]
     headers = {"Authorization": f"Token {seeded['token']}"}

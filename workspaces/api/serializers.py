@@ -109,7 +109,7 @@ class EntitySerializer(serializers.ModelSerializer):
         allow_blank=True,
         help_text="The field whose changes fire status_changed automations (default: status).",
     )
-    record_count = serializers.IntegerField(read_only=True, required=False)
+    record_count = serializers.SerializerMethodField(help_text="How many records the entity holds.")
 
     class Meta:
         model = Entity
@@ -128,8 +128,7 @@ class EntitySerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "workspace_id", "slug", "created_at", "updated_at", "record_count"]
         extra_kwargs = {"description": {"required": False}}
 
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        if not hasattr(instance, "record_count"):
-            data.pop("record_count", None)
-        return data
+    def get_record_count(self, instance) -> int:
+        # Lists and gets annotate the count in their one query; a create or update counts once.
+        count = getattr(instance, "record_count", None)
+        return count if count is not None else instance.records.count()
