@@ -7,7 +7,8 @@ import time_machine
 from django.core import mail
 from django.utils import timezone
 
-from automations import executor, services as automation_services
+from automations import executor
+from automations import services as automation_services
 from automations.exceptions import PermanentActionError, RetryableActionError
 from automations.models import AutomationEvent, AutomationLog, RunStatus
 from records import services
