@@ -95,13 +95,21 @@ def run_id_for(event_id, rule_id) -> uuid.UUID:
     return uuid.uuid5(RUN_ID_NAMESPACE, f"{event_id}/{rule_id}")
 
 
+def active_rules_for(entity_ids, trigger_names):
+    """The worker's rule lookup (index ``rule_active_entity_trigger``). Unordered: the model's default
+    ordering would add a sort to the plan and about a third to the query's compile time."""
+    return (
+        AutomationRule.objects.filter(entity_id__in=set(entity_ids), is_active=True, trigger_type__in=trigger_names)
+        .select_related("entity")
+        .order_by()
+    )
+
+
 def _matching_runs(events: list[AutomationEvent], now) -> tuple[list[AutomationLog], list[tuple]]:
     """One unsaved log per (event, matching active rule); one query (the rules of the events' entities)."""
     names = sorted({name for e in events for name in trigger_names_for(e.event_type)})
     rules_by_entity: dict[uuid.UUID, list[AutomationRule]] = defaultdict(list)
-    for rule in AutomationRule.objects.filter(
-        entity_id__in={e.entity_id for e in events}, is_active=True, trigger_type__in=names
-    ).select_related("entity"):
+    for rule in active_rules_for({e.entity_id for e in events}, names):
         rules_by_entity[rule.entity_id].append(rule)
 
     from .throttle import Throttle

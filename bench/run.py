@@ -703,6 +703,7 @@ def timed(fn, samples: int) -> list[float]:
 def bench_scale(ctx) -> dict:
     from django.db import connections
 
+    from automations.executor import active_rules_for
     from automations.models import AutomationLog, AutomationRule, EventType
     from automations.trigger_types import trigger_names_for
 
@@ -726,12 +727,8 @@ def bench_scale(ctx) -> dict:
     samples = sizes["scale_samples"]
 
     def rule_lookup(entity_id):
-        # The worker's query in executor.match_events, for one event.
-        return list(
-            AutomationRule.objects.using("scale")
-            .filter(entity_id__in={entity_id}, is_active=True, trigger_type__in=names)
-            .select_related("entity")
-        )
+        # The worker's query (executor.active_rules_for) for one event.
+        return list(active_rules_for([entity_id], names).using("scale"))
 
     def logs_page_query(rule_id):
         return AutomationLog.objects.using("scale").filter(automation_id=rule_id).order_by("-created_at", "-id")
@@ -755,11 +752,7 @@ def bench_scale(ctx) -> dict:
         "logs_of_rule": logs_page_query(hot_rule).count(),
     }
     out["logs_first_page_note"] = "first 50 logs newest first plus the total count, as the logs endpoint returns"
-    lookup_qs = (
-        AutomationRule.objects.using("scale")
-        .filter(entity_id__in={entities[0]}, is_active=True, trigger_type__in=names)
-        .select_related("entity")
-    )
+    lookup_qs = active_rules_for([entities[0]], names).using("scale")
     out["plans"] = {
         "rule_lookup": lookup_qs.explain(analyze=True, buffers=True).splitlines(),
         "logs_first_page": logs_page_query(hot_rule)[:50].explain(analyze=True, buffers=True).splitlines(),
