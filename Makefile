@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Automation worker processes beside the web server: 2 on PostgreSQL (measured best on 2 cores, see
+# README "Performance"), 1 on SQLite (one writer at a time anyway).
+WORKERS ?= $(if $(findstring postgres,$(DATABASE_URL)),2,1)
 
 # First Python >= 3.12 found: python3.13 / python3.12 on PATH, then pyenv's installs.
 PYTHON ?= $(shell for p in python3.13 python3.12 $$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
@@ -30,10 +33,10 @@ run: export AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS ?= 127.0.0.1
 run: $(VENV)/.base
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --base-url http://$(HOST):$(PORT)
-	@echo "Starting web on http://$(HOST):$(PORT)/ and the automations worker; Ctrl+C stops both."
+	@echo "Starting web on http://$(HOST):$(PORT)/ and $(WORKERS) automations worker(s); Ctrl+C stops them."
 	@echo "Demo webhook inbox: http://$(HOST):$(PORT)/demo/webhook-inbox/"
 	@trap 'kill 0' INT TERM EXIT; \
-	$(PY) manage.py automations_worker & \
+	for _ in $$(seq $(WORKERS)); do $(PY) manage.py automations_worker & done; \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 # The admin browser test drives Debian's Chromium (Playwright's own browser download is never used).

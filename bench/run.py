@@ -902,8 +902,8 @@ def main() -> int:
     parser.add_argument(
         "--e2e-workers",
         type=int,
-        default=int(os.environ.get("BENCH_E2E_WORKERS", "1")),
-        help="automations_worker processes in the end-to-end phase (default 1: what `make run` starts)",
+        default=int(os.environ.get("BENCH_E2E_WORKERS", "2")),
+        help="automations_worker processes in the end-to-end phase (default 2: what `make run` starts on PostgreSQL)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))
