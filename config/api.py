@@ -13,7 +13,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
@@ -46,6 +46,12 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "payload_too_large"
 
 
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is unavailable right now; retry in a few seconds."
+    default_code = "database_unavailable"
+
+
 def envelope_exception_handler(exc, context):
     """DRF exception handler: every error leaves in the error envelope with its status code."""
     if isinstance(exc, RequestDataTooBig):
@@ -53,6 +59,9 @@ def envelope_exception_handler(exc, context):
     elif isinstance(exc, DjangoValidationError):
         # A model-level check that escaped a service: still the client's input, not a server error.
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # The database is unreachable (restart, failover): a clean, retryable 503, not a 500.
+        exc = DatabaseUnavailable()
     elif isinstance(exc, IntegrityError):
         # A race lost against a unique constraint (e.g. two concurrent adds of the same member).
         exc = ConflictError("The request conflicts with existing data; reload and try again.")
@@ -63,6 +72,8 @@ def envelope_exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    if isinstance(exc, DatabaseUnavailable):
+        response["Retry-After"] = "5"
     if isinstance(exc, exceptions.ValidationError):
         errors = exc.detail
         flat = flatten_errors(errors)
@@ -243,6 +254,7 @@ ERROR_DESCRIPTIONS = {
     "413": "Request body too large",
     "415": "Unsupported media type",
     "429": "Throttled",
+    "503": "Database unavailable (retry after the Retry-After seconds)",
 }
 
 
