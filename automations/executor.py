@@ -25,7 +25,7 @@ from . import conditions
 from .causation import RunCause, running
 from .context import RunContext
 from .exceptions import ActionError
-from .models import OPEN_STATUSES, AutomationEvent, AutomationLog, AutomationRule, RunStatus
+from .models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
 from .trigger_types import Event, trigger_names_for, trigger_types
 
 logger = logging.getLogger("automations")
@@ -430,7 +430,3 @@ def recover(limit: int = 500) -> dict[str, int]:
     if event_ids or recovered:
         logger.info("recovery: %d event(s) reprocessed, %d run(s) resumed", len(event_ids), recovered)
     return {"events": len(event_ids), "event_runs": runs, "runs": recovered}
-
-
-def open_runs_count() -> int:
-    return AutomationLog.objects.filter(status__in=OPEN_STATUSES).count()

@@ -107,9 +107,6 @@ class RunStatus(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
-OPEN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING)
-
-
 class AutomationLog(models.Model):
     """One run of one rule for one event: the durable ledger (status, attempts, schedule, lease, result)."""
 

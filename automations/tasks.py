@@ -17,9 +17,3 @@ def run_automation(log_id: str) -> str | None:
     """Run (or retry) one logged run when it is due."""
     log = executor.run_log_id(log_id)
     return log.status if log is not None else None
-
-
-@task(queue_name=settings.AUTOMATIONS_QUEUE)
-def recover_stranded() -> dict:
-    """Resume runs stranded by a dead worker and events whose enqueue was lost."""
-    return executor.recover()

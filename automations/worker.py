@@ -217,10 +217,3 @@ class AutomationsWorker(Worker):
                 self.waker.wait(self.interval)
         self.waker.close()
         logger.info("automations worker %s stopped at %s", self.worker_id, timezone.now().isoformat())
-
-
-def default_worker_options() -> dict:
-    return {
-        "interval": settings.AUTOMATIONS_WORKER_POLL_INTERVAL,
-        "recovery_interval": settings.AUTOMATIONS_RECOVERY_INTERVAL,
-    }
