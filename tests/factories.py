@@ -2,6 +2,8 @@ import factory
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
+from automations import services as automation_services
+from automations.models import AutomationLog, RunStatus
 from records.models import Record, Task
 from workspaces.models import Entity, Membership, Role, Workspace
 
@@ -94,3 +96,35 @@ class AutomationRuleFactory(factory.django.DjangoModelFactory):
     trigger_config = factory.LazyFunction(dict)
     action_type = "create_task"
     action_config = factory.LazyFunction(lambda: {"title": "Follow up with {{name}}"})
+
+
+def seed_workspace(workspace) -> dict:
+    """One object of each kind in ``workspace`` (and a member to act on)."""
+    entity = EntityFactory(workspace=workspace)
+    record = RecordFactory(entity=entity)
+    rule = automation_services.rule_create(
+        workspace=workspace,
+        entity=entity,
+        name="Rule",
+        trigger_type="record_created",
+        action_type="create_task",
+        action_config={"title": "Call {{name}}"},
+    )
+    log = AutomationLog.objects.create(
+        automation=rule,
+        workspace_id=workspace.pk,
+        entity_id=entity.pk,
+        record_id=record.pk,
+        trigger_type=rule.trigger_type,
+        action_type=rule.action_type,
+        status=RunStatus.ERROR,
+    )
+    return {
+        "workspace": workspace,
+        "entity": entity,
+        "record": record,
+        "rule": rule,
+        "log": log,
+        "task": TaskFactory(workspace=workspace, record=record),
+        "member": MembershipFactory(workspace=workspace, role=Role.MEMBER),
+    }

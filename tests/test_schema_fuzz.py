@@ -24,9 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from automations import services as automation_services
-from automations.models import AutomationLog, RunStatus
-from tests.factories import EntityFactory, MembershipFactory, RecordFactory, TaskFactory
+from tests.factories import MembershipFactory, seed_workspace
 from workspaces.models import Role
 
 MAX_EXAMPLES = 15
@@ -61,36 +59,7 @@ def _keep_the_test_connection():
 @pytest.fixture
 def seeded(db):
     owner_membership = MembershipFactory(role=Role.OWNER)
-    workspace = owner_membership.workspace
-    entity = EntityFactory(workspace=workspace)
-    record = RecordFactory(entity=entity)
-    rule = automation_services.rule_create(
-        workspace=workspace,
-        entity=entity,
-        name="Rule",
-        trigger_type="record_created",
-        action_type="create_task",
-        action_config={"title": "Call {{name}}"},
-    )
-    log = AutomationLog.objects.create(
-        automation=rule,
-        workspace_id=workspace.pk,
-        entity_id=entity.pk,
-        record_id=record.pk,
-        trigger_type=rule.trigger_type,
-        action_type=rule.action_type,
-        status=RunStatus.ERROR,
-    )
-    return {
-        "token": owner_membership.user.auth_token.key,
-        "workspace": workspace,
-        "entity": entity,
-        "record": record,
-        "rule": rule,
-        "log": log,
-        "task": TaskFactory(workspace=workspace, record=record),
-        "member": MembershipFactory(workspace=workspace, role=Role.MEMBER),
-    }
+    return {"token": owner_membership.user.auth_token.key, **seed_workspace(owner_membership.workspace)}
 
 
 def real_path_parameters(path: str, seeded: dict) -> dict[str, str]:

@@ -13,9 +13,8 @@ import uuid
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from automations import services as automation_services
-from automations.models import AutomationLog, RunStatus
-from tests.factories import EntityFactory, MembershipFactory, RecordFactory, TaskFactory
+from automations.models import AutomationLog
+from tests.factories import seed_workspace
 from workspaces.models import ROLE_RANK, Role
 
 V, M, A, OWN = Role.VIEWER, Role.MEMBER, Role.ADMIN, Role.OWNER
@@ -113,38 +112,6 @@ def test_every_api_url_is_classified():
 # --------------------------------------------------------------------------- fixtures
 
 
-def seed(workspace) -> dict:
-    """One object of each kind in ``workspace`` (and a member to act on)."""
-    entity = EntityFactory(workspace=workspace)
-    record = RecordFactory(entity=entity)
-    rule = automation_services.rule_create(
-        workspace=workspace,
-        entity=entity,
-        name="Rule",
-        trigger_type="record_created",
-        action_type="create_task",
-        action_config={"title": "t"},
-    )
-    log = AutomationLog.objects.create(
-        automation=rule,
-        workspace_id=workspace.pk,
-        entity_id=entity.pk,
-        record_id=record.pk,
-        trigger_type=rule.trigger_type,
-        action_type=rule.action_type,
-        status=RunStatus.ERROR,
-    )
-    return {
-        "workspace": workspace,
-        "entity": entity,
-        "record": record,
-        "rule": rule,
-        "log": log,
-        "task": TaskFactory(workspace=workspace, record=record),
-        "member": MembershipFactory(workspace=workspace, role=Role.MEMBER),
-    }
-
-
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     """Many users per test: a fast hasher keeps the table quick (hashing strength is not under test)."""
@@ -153,13 +120,13 @@ def _fast_passwords(settings):
 
 @pytest.fixture
 def target(workspace, members):
-    return seed(workspace)
+    return seed_workspace(workspace)
 
 
 @pytest.fixture
 def outsiders_own(members):
     """The outsider's own workspace, with its own objects."""
-    return seed(members["outsider"].memberships.get().workspace)
+    return seed_workspace(members["outsider"].memberships.get().workspace)
 
 
 def build_url(name: str, url_ws, objects: dict) -> str:
