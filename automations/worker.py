@@ -32,11 +32,12 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from . import executor
+from . import executor, retention
 
 logger = logging.getLogger("automations")
 
 NOTIFY_CHANNEL = "automations_tasks"
+PRUNE_INTERVAL = 3600.0  # seconds between housekeeping passes (automations.retention)
 
 
 class Waker:
@@ -104,6 +105,7 @@ class AutomationsWorker(Worker):
         super().__init__(**kwargs)
         self.recovery_interval = recovery_interval
         self.next_recovery = 0.0
+        self.next_prune = 0.0
         self.waker = Waker()
 
     def claim_task(self) -> DBTaskResult | None:
@@ -162,6 +164,9 @@ class AutomationsWorker(Worker):
             self.running_task = True
             try:
                 executor.recover()
+                if now >= self.next_prune:
+                    self.next_prune = now + PRUNE_INTERVAL
+                    retention.prune()
             finally:
                 self.running_task = False
 

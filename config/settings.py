@@ -242,6 +242,8 @@ AUTOMATIONS_WORKER_POLL_INTERVAL = env_float("AUTOMATIONS_WORKER_POLL_INTERVAL",
 # writes can be derived again, so a database crash re-runs a run with the same id instead of losing it).
 AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT = env_bool("AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT", False)
 AUTOMATIONS_EVENTS_PER_TASK = env_int("AUTOMATIONS_EVENTS_PER_TASK", 25)
+# Processed events and finished task rows are deleted after this many days (run logs are kept).
+AUTOMATIONS_RETENTION_DAYS = env_int("AUTOMATIONS_RETENTION_DAYS", 7)
 AUTOMATIONS_QUEUE = os.environ.get("AUTOMATIONS_QUEUE", "automations")
 
 LOGGING = {

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.utils.crypto import get_random_string
 
-from automations import executor
+from automations import executor, retention
 
 
 class Command(BaseCommand):
@@ -32,7 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--batch", action="store_true", help="Process everything due, then exit.")
         parser.add_argument("--max-tasks", type=int, default=None, help="Exit after this many tasks.")
         parser.add_argument("--worker-id", default=None, help="Unique id of this worker (default: random).")
-        parser.add_argument("--recover-only", action="store_true", help="Run one recovery sweep and exit.")
+        parser.add_argument(
+            "--recover-only", action="store_true", help="Run one recovery sweep and one retention pass, then exit."
+        )
 
     def handle(self, *args, **options):
         if options["interval"] < 0 or options["recovery_interval"] < 0:
@@ -40,6 +42,7 @@ class Command(BaseCommand):
         if options["recover_only"]:
             summary = executor.recover()
             self.stdout.write(f"recovered: {summary}")
+            self.stdout.write(f"pruned: {retention.prune()}")
             return
         backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
         from django_tasks_db.backend import DatabaseBackend
