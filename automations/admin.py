@@ -62,20 +62,7 @@ class AutomationRuleAdminForm(forms.ModelForm):
 
     class Meta:
         model = AutomationRule
-        fields = [
-            "workspace",
-            "entity",
-            "name",
-            "description",
-            "trigger_type",
-            "trigger_config",
-            "conditions",
-            "action_type",
-            "action_config",
-            "is_active",
-            "max_runs_per_minute",
-            "max_runs_per_hour",
-        ]
+        fields = ["workspace", *services.RULE_FIELDS]  # the same editable fields as the API
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -6,6 +6,7 @@ from rest_framework import serializers
 from automations.action_types.base import ActionType
 from automations.models import AutomationRule
 from automations.worker import AutomationsWorker
+from tests.factories import RecordFactory
 
 
 class AnyConfig(serializers.Serializer):
@@ -46,6 +47,12 @@ def scripted():
     action_types.register(action)
     yield action
     action_types.unregister(action.name)
+
+
+@pytest.fixture
+def lead(entity):
+    """A typical lead record of ``entity``."""
+    return RecordFactory(entity=entity, data={"name": "Ada", "email": "ada@example.com", "status": "New"})
 
 
 @pytest.fixture

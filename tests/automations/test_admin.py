@@ -23,11 +23,6 @@ def admin_client(client):
 
 
 @pytest.fixture
-def lead(entity):
-    return RecordFactory(entity=entity, data={"name": "Ada", "email": "ada@example.com", "status": "New"})
-
-
-@pytest.fixture
 def rule(entity):
     return services.rule_create(
         workspace=entity.workspace,

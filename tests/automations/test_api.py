@@ -37,11 +37,6 @@ def url(workspace, *parts) -> str:
 
 
 @pytest.fixture
-def lead(entity):
-    return RecordFactory(entity=entity, data={"name": "Ada", "email": "ada@example.com", "status": "New"})
-
-
-@pytest.fixture
 def rule(entity, owner):
     return services.rule_create(
         workspace=entity.workspace,

@@ -22,11 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def lead(entity):
-    return RecordFactory(entity=entity, data={"name": "Ada", "email": "ada@example.com", "status": "New"})
-
-
-@pytest.fixture
 def task_rule(entity):
     return services.rule_create(
         workspace=entity.workspace,
