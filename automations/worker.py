@@ -27,17 +27,47 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
 from django.db.utils import DatabaseError, InterfaceError, OperationalError
+from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from . import executor, retention
+from . import executor, retention, tasks
+from .models import RunStatus
 
 logger = logging.getLogger("automations")
 
 NOTIFY_CHANNEL = "automations_tasks"
+ENGINE_TASKS = frozenset({tasks.process_events.module_path, tasks.run_automation.module_path})
 PRUNE_INTERVAL = 3600.0  # seconds between housekeeping passes (automations.retention)
+
+
+def _arguments(task_result: DBTaskResult) -> dict:
+    """The task's keyword arguments (positional ones mapped onto the engine tasks' single parameter)."""
+    args_kwargs = task_result.args_kwargs or {}
+    kwargs = dict(args_kwargs.get("kwargs") or {})
+    args = args_kwargs.get("args") or []
+    if args:
+        name = "event_ids" if task_result.task_path == tasks.process_events.module_path else "log_id"
+        kwargs.setdefault(name, args[0])
+    return kwargs
+
+
+def _close_tasks(task_results: list[DBTaskResult], value_of) -> None:
+    """Mark tasks successful with their return values: one UPDATE per distinct value."""
+    by_value: dict = {}
+    for task_result in task_results:
+        by_value.setdefault(value_of(task_result), []).append(task_result.id)
+    now = timezone.now()
+    for value, ids in by_value.items():
+        DBTaskResult.objects.filter(id__in=ids, status=TaskResultStatus.RUNNING).update(
+            status=TaskResultStatus.SUCCESSFUL,
+            return_value=value,
+            finished_at=now,
+            exception_class_path="",
+            traceback="",
+        )
 
 
 class Waker:
@@ -78,6 +108,27 @@ class Waker:
             self._retry_at = time.monotonic() + 5
             time.sleep(timeout)
 
+    @property
+    def listening(self) -> bool:
+        return self.enabled and self.conn is not None and not self.conn.closed
+
+    def drain(self) -> bool:
+        """Consume the notifications received so far without waiting; True if there was any. Called
+        just before a claim: a task committed after that claim's snapshot notifies afterwards, so
+        "nothing since" proves the claim saw everything (no lost wake-up)."""
+        if not self.listening:
+            return True
+        received = False
+        try:
+            for _ in self.conn.notifies(timeout=0):
+                received = True
+        except Exception as exc:
+            logger.warning("LISTEN connection failed (%s); polling for 5 s", exc)
+            self.close()
+            self._retry_at = time.monotonic() + 5
+            return True
+        return received
+
     def close(self) -> None:
         if self.conn is not None:
             with contextlib.suppress(Exception):  # closing a broken connection
@@ -108,9 +159,16 @@ class AutomationsWorker(Worker):
         self.next_prune = 0.0
         self.waker = Waker()
 
+    def claim_tasks(self, limit: int) -> list[DBTaskResult]:
+        """Up to ``limit`` ready tasks, claimed for this worker (one statement on PostgreSQL)."""
+        if connection.vendor == "postgresql":
+            return self._claim_tasks_postgresql(limit)
+        task_result = self.claim_task()
+        return [] if task_result is None else [task_result]
+
     def claim_task(self) -> DBTaskResult | None:
         if connection.vendor == "postgresql":
-            return self._claim_task_postgresql()
+            return next(iter(self._claim_tasks_postgresql(1)), None)
         tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
         if not self.process_all_queues:
             tasks = tasks.filter(queue_name__in=self.queue_names)
@@ -125,10 +183,10 @@ class AutomationsWorker(Worker):
                     return None
                 raise
 
-    def _claim_task_postgresql(self) -> DBTaskResult | None:
-        """django-tasks-db's claim (lock the next ready task, mark it RUNNING with our worker id) as one
+    def _claim_tasks_postgresql(self, limit: int) -> list[DBTaskResult]:
+        """django-tasks-db's claim (lock the next ready tasks, mark them RUNNING with our worker id) as one
         ``UPDATE ... RETURNING`` statement: one round trip instead of four (BEGIN, SELECT ... FOR UPDATE
-        SKIP LOCKED, UPDATE, COMMIT), in the same order (priority, run_after, enqueued_at)."""
+        SKIP LOCKED, UPDATE, COMMIT) per task, in the same order (priority, run_after, enqueued_at)."""
         meta = DBTaskResult._meta
         table = connection.ops.quote_name(meta.db_table)
         columns = ", ".join(connection.ops.quote_name(f.column) for f in meta.concrete_fields)
@@ -136,12 +194,12 @@ class AutomationsWorker(Worker):
         queues = "" if self.process_all_queues else "AND queue_name = ANY(%(queues)s)"
         sql = f"""
             UPDATE {table} SET status = 'RUNNING', started_at = %(now)s, worker_ids = worker_ids || %(worker)s::jsonb
-            WHERE id = (
+            WHERE id IN (
                 SELECT id FROM {table}
                 WHERE status = 'READY' AND backend_name = %(backend)s {queues}
                   AND (run_after = %(never)s OR run_after <= %(now)s)
                 ORDER BY priority DESC, run_after ASC, enqueued_at ASC
-                LIMIT 1 FOR UPDATE SKIP LOCKED
+                LIMIT %(limit)s FOR UPDATE SKIP LOCKED
             )
             RETURNING {columns}
         """  # noqa: S608 (identifiers from the model's metadata)
@@ -151,8 +209,74 @@ class AutomationsWorker(Worker):
             "backend": self.backend_name,
             "never": get_date_max(),
             "queues": list(self.queue_names),
+            "limit": limit,
         }
-        return next(iter(DBTaskResult.objects.raw(sql, params)), None)
+        claimed = list(DBTaskResult.objects.raw(sql, params))
+        claimed.sort(key=lambda t: (-t.priority, t.run_after, t.enqueued_at))
+        return claimed
+
+    def run_tasks(self, task_results: list[DBTaskResult]) -> None:
+        """Run claimed tasks: the engine's own (``process_events``, ``run_automation``) together as one
+        batch (``executor.process_batch``: one matching transaction, successes written in bulk, the task
+        rows closed in one UPDATE); any other task through django-tasks-db's ``run_task``."""
+        engine = [t for t in task_results if t.task_path in ENGINE_TASKS]
+        for task_result in task_results:
+            if task_result.task_path not in ENGINE_TASKS:
+                self.run_task(task_result)
+        if engine:
+            self._run_engine_tasks(engine)
+
+    def _run_engine_tasks(self, task_results: list[DBTaskResult]) -> None:
+        event_ids: list[str] = []
+        log_ids: list[str] = []
+        for task_result in task_results:
+            arguments = _arguments(task_result)
+            if task_result.task_path == tasks.process_events.module_path:
+                event_ids.extend(str(x) for x in arguments.get("event_ids") or [])
+            else:
+                log_ids.append(str(arguments.get("log_id")))
+        open_tasks = {t.id: t for t in task_results}
+
+        def close_event_tasks(logs) -> None:
+            """In the matching transaction: the process_events tasks are done once their runs are
+            logged (the ledger carries them from here), so they close in the same commit."""
+            started: dict[str, int] = {}
+            for log in logs:
+                if log.status == RunStatus.RUNNING:
+                    started[str(log.event_id)] = started.get(str(log.event_id), 0) + 1
+            done = [t for t in open_tasks.values() if t.task_path == tasks.process_events.module_path]
+            _close_tasks(done, lambda t: sum(started.get(str(x), 0) for x in _arguments(t).get("event_ids") or []))
+            for task_result in done:
+                open_tasks.pop(task_result.id, None)
+
+        try:
+            runs = executor.process_batch(
+                event_ids, log_ids, keep_going=lambda: self.running, on_matched=close_event_tasks
+            )
+        except (OperationalError, InterfaceError):
+            raise  # the database is gone: the loop reconnects; recovery redoes what this batch left
+        except Exception as exc:  # a bug: each open task is marked failed with the traceback, as run_task does
+            logger.exception("batch of %d engine task(s) failed", len(task_results))
+            for task_result in open_tasks.values():
+                task_result.set_failed(exc)
+            return
+        finally:
+            self._run_tasks += len(task_results)
+        status_per_log = {str(log.pk): log.status for log, _ in runs}
+        _close_tasks(
+            list(open_tasks.values()),
+            lambda t: (
+                status_per_log.get(str(_arguments(t).get("log_id")))
+                if t.task_path == tasks.run_automation.module_path
+                else 0
+            ),
+        )
+
+    def _ready_tasks_exist(self) -> bool:
+        ready = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
+        if not self.process_all_queues:
+            ready = ready.filter(queue_name__in=self.queue_names)
+        return ready.exists()
 
     def maybe_recover(self, force: bool = False) -> None:
         if self.recovery_interval is None:
@@ -197,9 +321,13 @@ class AutomationsWorker(Worker):
                 # claimed task unstarted.
                 self.running_task = True
                 try:
-                    task_result = self.claim_task()
-                    if task_result is not None:
-                        self.run_task(task_result)
+                    limit = settings.AUTOMATIONS_WORKER_BATCH_SIZE
+                    if self.max_tasks is not None:
+                        limit = max(1, min(limit, self.max_tasks - self._run_tasks))
+                    self.waker.drain()
+                    task_results = self.claim_tasks(limit)
+                    if task_results:
+                        self.run_tasks(task_results)
                 finally:
                     self.running_task = False
                 backoff = 0.5
@@ -207,15 +335,19 @@ class AutomationsWorker(Worker):
                 backoff = self._database_down(exc, backoff)
                 idle = True
                 continue
-            if task_result is not None:
+            if task_results:
                 idle = False
                 if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
                     break
+                if len(task_results) < limit and self.running and not self.batch and not self.waker.drain():
+                    # The claim took everything ready and nothing was enqueued since: sleep until the next
+                    # NOTIFY instead of paying a claim that finds nothing.
+                    self.waker.wait(self.interval)
                 continue
             idle = True
             if self.batch:
                 self.maybe_recover(force=True)
-                if self.claim_task() is None:
+                if not self._ready_tasks_exist():
                     break
                 continue
             if self.running:

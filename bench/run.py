@@ -485,11 +485,20 @@ def bench_end_to_end(ctx) -> dict:
             raise RuntimeError("workers did not deliver the warm-up webhooks")
         receiver.reset()
         cpu_before = sum(cpu_seconds(p.pid) for p in worker_procs)
+        split = CpuSplit(
+            {
+                "gunicorn": [ctx["gunicorn_pid"], *_children(ctx["gunicorn_pid"])],
+                "automation_workers": [p.pid for p in worker_procs],
+                "postgresql": _pids_named("postgres"),
+                "receiver": [ctx["receiver_pid"]],
+            }
+        )
         results = drive_api(ctx["api_port"], path, fixture.token, total=n)
         created = {r[3]: r for r in results if r[2] == 201 and r[3]}
         receiver.wait_count(len(created), timeout=max(60, n / 10))
         hits = receiver.hits()
         cpu_used = sum(cpu_seconds(p.pid) for p in worker_procs) - cpu_before
+        cpu_split = split.per_item_ms(n)
     finally:
         procs.stop(worker_procs)
     arrivals: dict[str, float] = {}
@@ -517,6 +526,8 @@ def bench_end_to_end(ctx) -> dict:
         "delivery_p99_ms": rnd(pct(latencies, 99)),
         "delivery_max_ms": rnd(max(latencies) if latencies else None),
         "worker_cpu_ms_per_run": rnd(cpu_used * 1000 / len(arrivals) if arrivals else None),
+        "cpu_ms_per_record": cpu_split,
+        "cpu_note": "CPU time per record by process group over the whole phase (2 cores = 2,000 ms per second)",
     }
     queue_tables_truncate()
     return out
@@ -781,6 +792,61 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_of(pids) -> dict[int, float]:
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            out[pid] = cpu_seconds(pid)
+    return out
+
+
+def _pids_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores, /proc/stat)."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSplit:
+    """Where the machine's CPU went during a phase: gunicorn, automation workers, PostgreSQL, the load
+    generator (this process), the receiver, and the rest (per record, in ms)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.before = {name: _cpu_of(pids) for name, pids in groups.items()}
+        self.busy_before = _machine_busy_seconds()
+        self.self_before = time.process_time()
+
+    def per_item_ms(self, items: int) -> dict:
+        out = {}
+        for name, pids in self.groups.items():
+            after = _cpu_of(pids)
+            used = sum(after[pid] - self.before[name][pid] for pid in after if pid in self.before[name])
+            out[name] = used
+        out["load_generator"] = time.process_time() - self.self_before
+        busy = _machine_busy_seconds() - self.busy_before
+        out["other"] = max(0.0, busy - sum(out.values()))
+        result = {name: rnd(seconds * 1000 / items if items else 0, 2) for name, seconds in out.items()}
+        result["machine_total"] = rnd(busy * 1000 / items if items else 0, 2)
+        return result
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -946,9 +1012,9 @@ def main() -> int:
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
             summary["meta"]["postgresql"] = cursor.fetchone()[0]
-        _, receiver_port = procs.receiver()
+        receiver_proc, receiver_port = procs.receiver()
         api_port = 18000 + os.getpid() % 1000
-        procs.gunicorn(api_port)
+        gunicorn_proc = procs.gunicorn(api_port)
         ctx = {
             "fixture": Fixture(),
             "sizes": sizes,
@@ -956,6 +1022,8 @@ def main() -> int:
             "receiver": Receiver(receiver_port),
             "api_port": api_port,
             "e2e_workers": args.e2e_workers,
+            "gunicorn_pid": gunicorn_proc.pid,
+            "receiver_pid": receiver_proc.pid,
         }
         for phase in phases:
             log(f"phase {phase} ...")

@@ -242,6 +242,11 @@ AUTOMATIONS_WORKER_POLL_INTERVAL = env_float("AUTOMATIONS_WORKER_POLL_INTERVAL",
 # writes can be derived again, so a database crash re-runs a run with the same id instead of losing it).
 AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT = env_bool("AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT", False)
 AUTOMATIONS_EVENTS_PER_TASK = env_int("AUTOMATIONS_EVENTS_PER_TASK", 25)
+# Ready engine tasks a worker claims and runs together (one matching transaction, successes written in
+# one UPDATE); 1 runs them one by one.
+AUTOMATIONS_WORKER_BATCH_SIZE = max(1, env_int("AUTOMATIONS_WORKER_BATCH_SIZE", 50))
+# A run slower than this hands the rest of its batch back to the queue (a slow receiver delays only itself).
+AUTOMATIONS_WORKER_SLOW_RUN_SECONDS = env_float("AUTOMATIONS_WORKER_SLOW_RUN_SECONDS", 2.0)
 # Processed events and finished task rows are deleted after this many days (run logs are kept).
 AUTOMATIONS_RETENTION_DAYS = env_int("AUTOMATIONS_RETENTION_DAYS", 7)
 AUTOMATIONS_QUEUE = os.environ.get("AUTOMATIONS_QUEUE", "automations")

@@ -37,7 +37,7 @@ class WorkspaceScopedViewSet(EnvelopeModelViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        self.membership = membership_or_404(request.user, kwargs.get("workspace_pk"))
+        self.membership = self.load_membership(request, kwargs)
         self.workspace: Workspace = self.membership.workspace
         action = self.action or ""
         if action in self.action_roles:
@@ -47,6 +47,11 @@ class WorkspaceScopedViewSet(EnvelopeModelViewSet):
         else:
             needed = self.write_role
         require_role(self.membership, needed, f"{action.replace('_', ' ') or 'do'} {self.envelope_plural}")
+
+    def load_membership(self, request, kwargs) -> Membership:
+        """The requesting user's membership of the URL's workspace (404 for non-members). Viewsets nested
+        deeper may load their parent object in the same query."""
+        return membership_or_404(request.user, kwargs.get("workspace_pk"))
 
     def get_serializer_context(self):
         context = super().get_serializer_context()

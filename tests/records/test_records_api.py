@@ -1,6 +1,8 @@
 """Records under /workspaces/{id}/entities/{id}/records/: CRUD, PUT vs PATCH, filters, ordering,
 pagination, search and bulk create."""
 
+import uuid
+
 import pytest
 from django.db.models.signals import post_save
 
@@ -221,10 +223,10 @@ def test_list_paginates(client, entity, leads):
 
 def test_list_query_count_does_not_grow_with_rows(client, entity, django_assert_num_queries):
     RecordFactory.create_batch(3, entity=entity)
-    with django_assert_num_queries(5):  # token, membership, entity, count, page
+    with django_assert_num_queries(4):  # token, membership + entity (one query), count, page
         assert client.get(records_url(entity)).status_code == 200
     RecordFactory.create_batch(60, entity=entity)
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(4):
         response = client.get(records_url(entity) + "?page_size=100&status=New&ordering=-amount")
     assert response.json()["data"]["total"] == 63
 
@@ -337,3 +339,26 @@ def test_a_record_of_a_sibling_entity_is_404(client, workspace, entity):
 
     sibling = RecordFactory(entity=EntityFactory(workspace=workspace))
     assert client.get(records_url(entity, sibling)).status_code == 404
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_record_urls_say_which_parent_is_not_found(api, owner, entity, other_workspace, method):
+    """Membership and entity are checked in one query; the answers stay what they were with two."""
+    mine, theirs = entity, other_workspace["entity"]
+    client = api.as_user(owner)
+    cases = [
+        # a workspace I am not in: the workspace is not found, whatever the entity
+        (f"/api/v1/workspaces/{theirs.workspace_id}/entities/{theirs.id}/records/", "Workspace not found."),
+        (f"/api/v1/workspaces/{theirs.workspace_id}/entities/{mine.id}/records/", "Workspace not found."),
+        # my workspace, but an entity of another workspace or none at all
+        (f"/api/v1/workspaces/{mine.workspace_id}/entities/{theirs.id}/records/", "Entity not found."),
+        (f"/api/v1/workspaces/{mine.workspace_id}/entities/{uuid.uuid4()}/records/", "Entity not found."),
+    ]
+    for url, message in cases:
+        response = getattr(client, method)(url, {"data": {"name": "x"}}, format="json")
+        assert response.status_code == 404, url
+        assert response.json()["message"] == message, url
+    assert Record.objects.filter(entity=mine).count() == 0
+    assert client.get(f"/api/v1/workspaces/{mine.workspace_id}/entities/{mine.id}/records/").status_code == 200
+    other = api.as_user(other_workspace["owner"])  # and a viewer-level check still applies to its own workspace
+    assert other.get(f"/api/v1/workspaces/{theirs.workspace_id}/entities/{theirs.id}/records/").status_code == 200
