@@ -188,3 +188,39 @@ def test_the_waker_reports_notifications_received_since_the_last_claim():
         time.sleep(0.01)
     assert waker.drain() is False  # consumed
     waker.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_logged_run_copies_its_event_field_for_field(entity, make_rule, scripted, owner):
+    """The worker's INSERT ... SELECT (PostgreSQL) and bulk_create (elsewhere) store the same row."""
+    make_rule(trigger_type="record_updated")
+    record = services.record_create(entity=entity, data={"name": "Ada"}, actor=owner)
+    AutomationEvent.objects.update(processed_at=T0)  # only the update below matters
+    services.record_update(record=record, data={"name": "Grace"}, actor=owner)
+    event = AutomationEvent.objects.get(processed_at__isnull=True)
+    ((log, rule),) = executor.claim_and_match([event.id])
+    stored = AutomationLog.objects.get()
+    assert stored.pk == log.pk == executor.run_id_for(event.id, rule.id)
+    assert (stored.workspace_id, stored.entity_id, stored.record_id) == (
+        event.workspace_id,
+        event.entity_id,
+        event.record_id,
+    )
+    assert stored.record_snapshot == event.record and stored.record_snapshot["data"] == {"name": "Grace"}
+    assert stored.old_data == event.old_data == {"name": "Ada"}
+    assert (stored.event_type, stored.chain, stored.chain_depth, stored.batch_id, stored.actor_id) == (
+        "updated",
+        [],
+        0,
+        None,
+        owner.pk,
+    )
+    assert (stored.trigger_type, stored.action_type, stored.status, stored.attempts) == (
+        "record_updated",
+        "scripted",
+        RunStatus.RUNNING,
+        1,
+    )
+    assert stored.lease_until == log.lease_until and stored.started_at == log.started_at
+    assert stored.is_test is False and stored.result is None and stored.error == ""
+    assert stored.created_at == log.created_at and stored.event_id == event.id
