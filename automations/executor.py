@@ -516,29 +516,35 @@ def _bulk_success(group: list[tuple[AutomationLog, dict]], lease: dt.datetime) -
         return AutomationLog.objects.filter(pk__in=pks, status=RunStatus.RUNNING, lease_until=lease).update(
             **constant, **{name: case(name) for name in _BULK_FIELDS}
         )
-    # PostgreSQL: UPDATE ... FROM (VALUES ...), a fraction of the ORM's CASE WHEN cost to build.
+    # PostgreSQL: UPDATE ... FROM unnest(arrays): a fixed statement (psycopg caches its parsing), a fraction
+    # of the ORM's CASE WHEN cost to build.
     meta = AutomationLog._meta
     quote = connection.ops.quote_name
-    fields = [meta.get_field(name) for name in _BULK_FIELDS]
-    casts = [f.db_type(connection) for f in fields]
-    row = "(%s::uuid, " + ", ".join(f"%s::{cast}" for cast in casts) + ")"
-    params: list = []
-    for log, values in group:
-        params.append(log.pk)
-        params.extend(f.get_db_prep_save(values[f.name], connection) for f in fields)
+    kinds = {"result": "text", "finished_at": "timestamptz", "executed_at": "timestamptz", "duration_ms": "integer"}
+    arrays: dict[str, list] = {name: [] for name in _BULK_FIELDS}
+    for _, values in group:
+        for name in _BULK_FIELDS:
+            value = values[name]
+            if name == "result":
+                value = None if value is None else json.dumps(value, cls=DjangoJSONEncoder)
+            arrays[name].append(value)
     sets = ", ".join(
         [f"{quote(meta.get_field(name).column)} = %s" for name in constant]
-        + [f"{quote(f.column)} = v.{quote(f.column)}" for f in fields]
+        + [
+            f"{quote(meta.get_field(name).column)} = v.{quote(name)}" + ("::jsonb" if name == "result" else "")
+            for name in _BULK_FIELDS
+        ]
     )
     sql = (
         f"UPDATE {quote(meta.db_table)} AS l SET {sets} "  # noqa: S608 (identifiers from the model's metadata)
-        f"FROM (VALUES {', '.join([row] * len(group))}) AS v(id, {', '.join(quote(f.column) for f in fields)}) "
+        f"FROM unnest(%s::uuid[], {', '.join(f'%s::{kinds[name]}[]' for name in _BULK_FIELDS)}) "
+        f"AS v(id, {', '.join(quote(name) for name in _BULK_FIELDS)}) "
         f"WHERE l.{quote(meta.pk.column)} = v.id AND l.{quote(meta.get_field('status').column)} = %s "
         f"AND l.{quote(meta.get_field('lease_until').column)} = %s"
     )
     constants = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in constant.items()]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*constants, *params, RunStatus.RUNNING, lease])
+        cursor.execute(sql, [*constants, pks, *(arrays[name] for name in _BULK_FIELDS), RunStatus.RUNNING, lease])
         return cursor.rowcount
 
 
