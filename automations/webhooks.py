@@ -19,6 +19,7 @@ import base64
 import contextlib
 import datetime as dt
 import email.utils
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -75,10 +76,19 @@ class WebhookURLError(ValueError):
 # SSRF policy
 
 
+def _allowed_setting() -> tuple[str, ...]:
+    return tuple(str(x) for x in getattr(settings, "AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS", None) or ())
+
+
 def _allowed_networks() -> tuple[frozenset[str], tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]:
+    return _parse_allowed(_allowed_setting())
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_allowed(entries: tuple[str, ...]):
     hosts: set[str] = set()
     networks = []
-    for entry in getattr(settings, "AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS", None) or []:
+    for entry in entries:
         entry = str(entry).strip().lower()
         if not entry:
             continue
@@ -138,7 +148,20 @@ class WebhookTarget:
 
 
 def parse_webhook_url(url: Any) -> WebhookTarget:
-    """Static checks that need no DNS: scheme, userinfo, host form. Raises ``WebhookURLError``."""
+    """Static checks that need no DNS: scheme, userinfo, host form. Raises ``WebhookURLError``.
+
+    Pure for a given URL and settings, so remembered (every delivery checks its URL twice)."""
+    if not isinstance(url, str):
+        return _parse_webhook_url(url)
+    return _parse_remembered(url, _allow_private(), _allowed_setting())
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_remembered(url: str, allow_private: bool, allowed: tuple[str, ...]) -> WebhookTarget:
+    return _parse_webhook_url(url)  # the key holds the settings it reads
+
+
+def _parse_webhook_url(url: Any) -> WebhookTarget:
     if not isinstance(url, str) or not url.strip():
         raise WebhookURLError("Enter a URL.")
     if len(url) > 2048:
