@@ -4,8 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Automation worker processes beside the web server: 2 on PostgreSQL (measured best on 2 cores, see
-# README "Performance"), 1 on SQLite (one writer at a time anyway).
+# Automation worker processes beside the web server: 2 on PostgreSQL (a second worker keeps runs moving
+# while one waits on a slow receiver or restarts; see README "Performance"), 1 on SQLite (one writer).
 WORKERS ?= $(if $(findstring postgres,$(DATABASE_URL)),2,1)
 
 # First Python >= 3.12 found: python3.13 / python3.12 on PATH, then pyenv's installs.
