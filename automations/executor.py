@@ -19,9 +19,11 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
+
+from workspaces.models import Entity
 
 from . import conditions
 from .causation import RunCause, running
@@ -107,11 +109,72 @@ def active_rules_for(entity_ids, trigger_names):
     )
 
 
+def load_active_rules(entity_ids, trigger_names, using: str = DEFAULT_DB_ALIAS) -> list[AutomationRule]:
+    """``list(active_rules_for(...))``, each rule with its entity attached, for the worker's hot path.
+
+    On PostgreSQL the same query (same index, same plan) is written once as SQL and the rows are turned
+    into models directly: compiling the ORM query cost more than running it. One Entity object is shared
+    by the rules of an entity (its field list is decoded once)."""
+    conn = connections[using]
+    if conn.vendor != "postgresql":
+        return list(active_rules_for(entity_ids, trigger_names).using(using))
+    rule_fields = AutomationRule._meta.concrete_fields
+    entity_fields = Entity._meta.concrete_fields
+    quote = conn.ops.quote_name
+    columns = [f"r.{quote(f.column)}" for f in rule_fields] + [f"e.{quote(f.column)}" for f in entity_fields]
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(AutomationRule._meta.db_table)} r "  # noqa: S608 (model metadata)
+        f"JOIN {quote(Entity._meta.db_table)} e ON e.{quote(Entity._meta.pk.column)} = r.{quote('entity_id')} "
+        f"WHERE r.{quote('entity_id')} = ANY(%s) AND r.{quote('is_active')} AND r.{quote('trigger_type')} = ANY(%s)"
+    )
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [[uuid.UUID(str(x)) for x in entity_ids], list(trigger_names)])
+        rows = cursor.fetchall()
+    rule_converters = _converters(rule_fields, conn)
+    entity_converters = _converters(entity_fields, conn)
+    split = len(rule_fields)
+    entity_pk_index = split + [f.attname for f in entity_fields].index(Entity._meta.pk.attname)
+    entity_names = [f.attname for f in entity_fields]
+    rule_names = [f.attname for f in rule_fields]
+    entities: dict = {}
+    entity_field = AutomationRule._meta.get_field("entity")
+    rules = []
+    for row in rows:
+        entity_id = row[entity_pk_index]
+        entity = entities.get(entity_id)
+        if entity is None:
+            entity = Entity.from_db(using, entity_names, _convert(row[split:], entity_converters, conn))
+            entities[entity_id] = entity
+        rule = AutomationRule.from_db(using, rule_names, _convert(row[:split], rule_converters, conn))
+        entity_field.set_cached_value(rule, entity)
+        rules.append(rule)
+    return rules
+
+
+def _converters(fields, conn) -> list[tuple]:
+    out = []
+    for field in fields:
+        expression = field.cached_col
+        found = conn.ops.get_db_converters(expression) + field.get_db_converters(conn)
+        out.append((found, expression))
+    return out
+
+
+def _convert(values, converters, conn) -> list:
+    """What the ORM's compiler does to each fetched value (e.g. decoding JSON columns)."""
+    converted = []
+    for value, (functions, expression) in zip(values, converters, strict=True):
+        for function in functions:
+            value = function(value, expression, conn)
+        converted.append(value)
+    return converted
+
+
 def _matching_runs(events: list[AutomationEvent], now) -> tuple[list[AutomationLog], list[tuple]]:
     """One unsaved log per (event, matching active rule); one query (the rules of the events' entities)."""
     names = sorted({name for e in events for name in trigger_names_for(e.event_type)})
     rules_by_entity: dict[uuid.UUID, list[AutomationRule]] = defaultdict(list)
-    for rule in active_rules_for({e.entity_id for e in events}, names):
+    for rule in load_active_rules({e.entity_id for e in events}, names):
         rules_by_entity[rule.entity_id].append(rule)
 
     from .throttle import Throttle
@@ -485,7 +548,7 @@ class _SuccessLedger:
         for log, lease, fields in items:
             by_lease[lease].append((log, fields))
         for lease, group in by_lease.items():
-            if len(group) == 1:
+            if len(group) == 1 and connection.vendor != "postgresql":
                 log, fields = group[0]
                 log.lease_until = lease
                 _finish(log, **fields)

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -55,11 +56,36 @@ def _arguments(task_result: DBTaskResult) -> dict:
 
 
 def _close_tasks(task_results: list[DBTaskResult], value_of) -> None:
-    """Mark tasks successful with their return values: one UPDATE per distinct value."""
+    """Mark tasks successful with their return values, in one statement (PostgreSQL: a fixed
+    ``UPDATE ... FROM unnest(...)``; elsewhere one ORM update per distinct value)."""
+    if not task_results:
+        return
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        meta = DBTaskResult._meta
+        quote = connection.ops.quote_name
+        sql = f"""
+            UPDATE {quote(meta.db_table)} AS t
+            SET status = %s, return_value = v.value::jsonb, finished_at = %s, exception_class_path = '', traceback = ''
+            FROM unnest(%s::uuid[], %s::text[]) AS v(id, value)
+            WHERE t.id = v.id AND t.status = %s
+        """  # noqa: S608 (identifiers from the model's metadata)
+        values = [value_of(t) for t in task_results]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql,
+                [
+                    TaskResultStatus.SUCCESSFUL,
+                    now,
+                    [uuid.UUID(str(t.id)) for t in task_results],
+                    [None if v is None else json.dumps(v) for v in values],
+                    TaskResultStatus.RUNNING,
+                ],
+            )
+        return
     by_value: dict = {}
     for task_result in task_results:
         by_value.setdefault(value_of(task_result), []).append(task_result.id)
-    now = timezone.now()
     for value, ids in by_value.items():
         DBTaskResult.objects.filter(id__in=ids, status=TaskResultStatus.RUNNING).update(
             status=TaskResultStatus.SUCCESSFUL,

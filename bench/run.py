@@ -726,7 +726,7 @@ def timed(fn, samples: int) -> list[float]:
 def bench_scale(ctx) -> dict:
     from django.db import connections
 
-    from automations.executor import active_rules_for
+    from automations.executor import active_rules_for, load_active_rules
     from automations.models import AutomationLog, AutomationRule, EventType
     from automations.trigger_types import trigger_names_for
 
@@ -750,8 +750,8 @@ def bench_scale(ctx) -> dict:
     samples = sizes["scale_samples"]
 
     def rule_lookup(entity_id):
-        # The worker's query (executor.active_rules_for) for one event.
-        return list(active_rules_for([entity_id], names).using("scale"))
+        # The worker's lookup (executor.load_active_rules: the active_rules_for query) for one event.
+        return load_active_rules([entity_id], names, using="scale")
 
     def logs_page_query(rule_id):
         return AutomationLog.objects.using("scale").filter(automation_id=rule_id).order_by("-created_at", "-id")

@@ -13,9 +13,10 @@ from django.test.utils import CaptureQueriesContext
 from django_tasks_db.models import DBTaskResult
 
 from automations import executor
-from automations.models import AutomationEvent, AutomationLog, RunStatus
+from automations.models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
 from automations.worker import Waker
 from records import services
+from tests.factories import AutomationRuleFactory
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 OTHER_TASK_CALLS = []
@@ -224,3 +225,24 @@ def test_a_logged_run_copies_its_event_field_for_field(entity, make_rule, script
     assert stored.lease_until == log.lease_until and stored.started_at == log.started_at
     assert stored.is_test is False and stored.result is None and stored.error == ""
     assert stored.created_at == log.created_at and stored.event_id == event.id
+
+
+@pytest.mark.django_db
+def test_the_hot_rule_lookup_returns_what_the_orm_query_returns(entity, make_rule, other_workspace):
+    """load_active_rules (SQL on PostgreSQL) == list(active_rules_for(...)) with the entity attached."""
+    make_rule(name="a", conditions={"match": "all", "rules": [{"field": "name", "op": "eq", "value": "Ada"}]})
+    make_rule(name="b", trigger_type="record_updated", action_config={"note": "x"}, max_runs_per_minute=5)
+    make_rule(name="off", is_active=False)
+    make_rule(name="other trigger", trigger_type="record_deleted")
+    AutomationRuleFactory(entity=other_workspace["entity"], workspace=other_workspace["workspace"])
+    names = ["record_created", "record_updated"]
+    fast = sorted(executor.load_active_rules([entity.id], names), key=lambda r: r.name)
+    orm = sorted(executor.active_rules_for([entity.id], names), key=lambda r: r.name)
+    assert [r.name for r in fast] == ["a", "b"]
+    fields = [f.attname for f in AutomationRule._meta.concrete_fields]
+    for got, want in zip(fast, orm, strict=True):
+        assert {f: getattr(got, f) for f in fields} == {f: getattr(want, f) for f in fields}
+        assert got.entity.fields == want.entity.fields and got.entity.pk == entity.pk
+        assert got.entity.workspace_id == entity.workspace_id and got._state.adding is False
+    if connection.vendor == "postgresql":
+        assert fast[0].entity is fast[1].entity  # decoded once per entity
