@@ -1,14 +1,16 @@
 """The background worker behind ``manage.py automations_worker``.
 
-On the default backend (django-tasks-db) it takes ready tasks from the database one at a time
-(``SELECT ... FOR UPDATE SKIP LOCKED``, so any number of workers share the queue), runs them, and
-every ``AUTOMATIONS_RECOVERY_INTERVAL`` seconds resumes stranded runs (``executor.recover``). On
+On the default backend (django-tasks-db) it claims up to ``AUTOMATIONS_WORKER_BATCH_SIZE`` ready tasks
+at a time (``FOR UPDATE SKIP LOCKED``, so any number of workers share the queue) and runs the engine's
+own tasks together as one batch (``executor.process_batch``), any other task through django-tasks-db;
+every ``AUTOMATIONS_RECOVERY_INTERVAL`` seconds it resumes stranded runs (``executor.recover``). On
 PostgreSQL it sleeps on ``LISTEN`` (a trigger NOTIFYs on every enqueued task, at commit), so a new
-task starts within milliseconds instead of a poll interval; elsewhere it polls.
+task starts within milliseconds instead of a poll interval, and after a batch it looks at the queue
+again only if a notification arrived meanwhile; elsewhere it polls.
 
 On PostgreSQL the worker's own transactions commit asynchronously (``synchronous_commit = off``, unless
-``AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT``): a run costs four or five commits, and waiting for a WAL
-flush at each one was the largest part of a run's time. Nothing can be lost by it. The record, its event
+``AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT``): a batch costs three commits, and waiting for a WAL flush at
+each one was once the largest part of a run's time. Nothing can be lost by it. The record, its event
 and its task are written by the web process, synchronously. Everything the worker writes can be derived
 again: if PostgreSQL itself crashes, it loses at most the last few hundred milliseconds of the worker's
 commits, always a suffix, and the state before them is consistent (a task READY again, an event
