@@ -149,8 +149,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.api.envelope_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "config.api.EnvelopeAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "config.throttling.AnonThrottle",
+        "config.throttling.UserThrottle",
         "config.throttling.WriteRateThrottle",
     ],
     # Generous defaults (a 2,000-record import at 16 concurrent clients stays well inside them).

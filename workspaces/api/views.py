@@ -7,9 +7,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.decorators import api_view, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.reverse import reverse
-from rest_framework.throttling import AnonRateThrottle
 
 from config.api import EnvelopeModelViewSet, ok
+from config.throttling import AnonThrottle
 
 from .. import services
 from ..models import Entity, Membership, Role, Workspace
@@ -48,7 +48,7 @@ def api_root(request):
 @extend_schema(request=RegisterSerializer, responses={201: AuthResponse}, tags=["auth"], auth=[])
 @api_view(["POST"])
 @permission_classes([AllowAny])
-@throttle_classes([AnonRateThrottle])
+@throttle_classes([AnonThrottle])
 def register(request):
     """Create an account (off when SIGNUP_ENABLED=false) and return its API token."""
     if not settings.SIGNUP_ENABLED:
@@ -67,7 +67,7 @@ def register(request):
 @extend_schema(request=TokenRequestSerializer, responses={200: AuthResponse}, tags=["auth"], auth=[])
 @api_view(["POST"])
 @permission_classes([AllowAny])
-@throttle_classes([AnonRateThrottle])
+@throttle_classes([AnonThrottle])
 def obtain_token(request):
     """Exchange username and password for the account's API token."""
     serializer = TokenRequestSerializer(data=request.data)
