@@ -270,8 +270,9 @@ def claim_and_match(event_ids: Iterable[str], *, on_matched=None) -> list[tuple[
     ``on_matched(logs)``, if given, runs inside that transaction once the runs are logged (the worker
     closes the tasks that carried these events in the same commit)."""
     now = timezone.now()
+    postgresql = connection.vendor == "postgresql"
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if postgresql:  # locked and marked processed in one statement; runs logged by INSERT ... SELECT
             events = _take_events_postgresql(event_ids, now)
         else:
             events = list(
@@ -282,14 +283,16 @@ def claim_and_match(event_ids: Iterable[str], *, on_matched=None) -> list[tuple[
         if not events:
             return []
         logs, to_run = _matching_runs(events, now)
-        if connection.vendor == "postgresql":
-            _insert_logs_postgresql(logs, now)
-        else:
-            _store_runs(logs, events, now)
+        (_insert_logs_postgresql if postgresql else _store_runs)(logs, events, now)
         if on_matched is not None:
             on_matched(logs)
     _schedule_waiting(logs)
     return to_run
+
+
+def json_or_none(value) -> str | None:
+    """A value as JSON text for a ``%s::text[]`` array bound into ``::jsonb`` (None stays SQL NULL)."""
+    return None if value is None else json.dumps(value, cls=DjangoJSONEncoder)
 
 
 # Per-run values of a new log; everything else is copied from its event row by the database.
@@ -323,10 +326,11 @@ _LOG_FROM_EVENT = (
 )
 
 
-def _insert_logs_postgresql(logs: list[AutomationLog], now) -> None:
+def _insert_logs_postgresql(logs: list[AutomationLog], events: list[AutomationEvent], now) -> None:
     """``bulk_create(logs)`` for the worker's hot path: one ``INSERT ... SELECT`` that copies the record
     snapshot, old data and chain from the event rows inside the database (they are not serialized
-    again), with the per-run values passed as arrays. Same rows as ``bulk_create``."""
+    again), with the per-run values passed as arrays. Same rows as ``bulk_create``. ``events`` were
+    already marked processed by ``_take_events_postgresql``."""
     if not logs:
         return
     log_meta, event_meta = AutomationLog._meta, AutomationEvent._meta
@@ -340,9 +344,7 @@ def _insert_logs_postgresql(logs: list[AutomationLog], now) -> None:
         log.created_at = now
         for name, _ in _LOG_VALUES:
             value = getattr(log, name)
-            if name == "result":
-                value = None if value is None else json.dumps(value, cls=DjangoJSONEncoder)
-            arrays[name].append(value)
+            arrays[name].append(json_or_none(value) if name == "result" else value)
     targets = [column(log_meta, name) for name, _ in _LOG_VALUES] + [
         column(log_meta, name) for name, _ in _LOG_FROM_EVENT
     ]
@@ -517,6 +519,14 @@ def _record_failure(rule: AutomationRule, error: ActionError) -> None:
 # --------------------------------------------------------------------------- batches
 
 
+def _by_lease(logs: Iterable[AutomationLog]) -> dict[dt.datetime, list[AutomationLog]]:
+    """Logs grouped by the lease they are held with: each group is one guarded statement."""
+    groups: dict[dt.datetime, list[AutomationLog]] = defaultdict(list)
+    for log in logs:
+        groups[log.lease_until].append(log)
+    return groups
+
+
 class _SuccessLedger:
     """Successful outcomes of a batch, written together: one UPDATE per lease instead of one per run.
 
@@ -530,31 +540,26 @@ class _SuccessLedger:
     FLUSH_SECONDS = 1.0
 
     def __init__(self) -> None:
-        self.items: list[tuple[AutomationLog, dt.datetime, dict]] = []
+        self.items: list[tuple[AutomationLog, dict]] = []
         self.first_at = 0.0
 
     def add(self, log: AutomationLog, fields: dict) -> None:
+        """Buffer a success; ``log`` keeps the lease it holds until the flush writes ``fields``."""
         if not self.items:
             self.first_at = time.monotonic()
-        self.items.append((log, log.lease_until, fields))
-        for key, value in fields.items():
-            setattr(log, key, value)
+        self.items.append((log, fields))
         if len(self.items) >= self.FLUSH_SIZE or time.monotonic() - self.first_at >= self.FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         items, self.items = self.items, []
-        by_lease: dict[dt.datetime, list[tuple[AutomationLog, dict]]] = defaultdict(list)
-        for log, lease, fields in items:
-            by_lease[lease].append((log, fields))
-        for lease, group in by_lease.items():
-            if len(group) == 1 and connection.vendor != "postgresql":
-                log, fields = group[0]
-                log.lease_until = lease
-                _finish(log, **fields)
-                continue
-
+        fields_of = {log.pk: fields for log, fields in items}
+        for lease, logs in _by_lease(log for log, _ in items).items():
+            group = [(log, fields_of[log.pk]) for log in logs]
             updated = _bulk_success(group, lease)
+            for log, fields in group:
+                for key, value in fields.items():
+                    setattr(log, key, value)
             if updated < len(group):
                 logger.warning(
                     "%d run(s) lost their lease before finishing; another worker owns them now", len(group) - updated
@@ -587,10 +592,7 @@ def _bulk_success(group: list[tuple[AutomationLog, dict]], lease: dt.datetime) -
     arrays: dict[str, list] = {name: [] for name in _BULK_FIELDS}
     for _, values in group:
         for name in _BULK_FIELDS:
-            value = values[name]
-            if name == "result":
-                value = None if value is None else json.dumps(value, cls=DjangoJSONEncoder)
-            arrays[name].append(value)
+            arrays[name].append(json_or_none(values[name]) if name == "result" else values[name])
     sets = ", ".join(
         [f"{quote(meta.get_field(name).column)} = %s" for name in constant]
         + [
@@ -615,11 +617,9 @@ def _renew_leases(runs: list[tuple[AutomationLog, AutomationRule]]) -> list[tupl
     """Extend the leases of runs this worker still holds (a long batch); returns those still held."""
     now = timezone.now()
     lease = now + dt.timedelta(seconds=lease_seconds())
-    by_lease: dict[dt.datetime, list[uuid.UUID]] = defaultdict(list)
-    for log, _ in runs:
-        by_lease[log.lease_until].append(log.pk)
     held: set[uuid.UUID] = set()
-    for old, pks in by_lease.items():
+    for old, logs in _by_lease(log for log, _ in runs).items():
+        pks = [log.pk for log in logs]
         if AutomationLog.objects.filter(pk__in=pks, status=RunStatus.RUNNING, lease_until=old).update(
             lease_until=lease
         ) == len(pks):
@@ -642,10 +642,7 @@ def release_runs(runs: list[tuple[AutomationLog, AutomationRule]]) -> int:
         return 0
     now = timezone.now()
     released = 0
-    by_lease: dict[dt.datetime, list[AutomationLog]] = defaultdict(list)
-    for log, _ in runs:
-        by_lease[log.lease_until].append(log)
-    for lease, logs in by_lease.items():
+    for lease, logs in _by_lease(log for log, _ in runs).items():
         released += AutomationLog.objects.filter(
             pk__in=[log.pk for log in logs], status=RunStatus.RUNNING, lease_until=lease
         ).update(

@@ -80,7 +80,7 @@ def _close_tasks(task_results: list[DBTaskResult], value_of) -> None:
                     TaskResultStatus.SUCCESSFUL,
                     now,
                     [uuid.UUID(str(t.id)) for t in task_results],
-                    [None if v is None else json.dumps(v) for v in values],
+                    [executor.json_or_none(v) for v in values],
                     TaskResultStatus.RUNNING,
                 ],
             )
@@ -187,29 +187,30 @@ class AutomationsWorker(Worker):
         self.next_prune = 0.0
         self.waker = Waker()
 
+    def _ready_tasks(self):
+        """This worker's ready tasks (its backend and queues), as django-tasks-db selects them."""
+        ready = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
+        if not self.process_all_queues:
+            ready = ready.filter(queue_name__in=self.queue_names)
+        return ready
+
     def claim_tasks(self, limit: int) -> list[DBTaskResult]:
-        """Up to ``limit`` ready tasks, claimed for this worker (one statement on PostgreSQL)."""
+        """Up to ``limit`` ready tasks, claimed for this worker: one statement on PostgreSQL; elsewhere
+        django-tasks-db's own claim, one task at a time."""
         if connection.vendor == "postgresql":
             return self._claim_tasks_postgresql(limit)
-        task_result = self.claim_task()
-        return [] if task_result is None else [task_result]
-
-    def claim_task(self) -> DBTaskResult | None:
-        if connection.vendor == "postgresql":
-            return next(iter(self._claim_tasks_postgresql(1)), None)
-        tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
-        if not self.process_all_queues:
-            tasks = tasks.filter(queue_name__in=self.queue_names)
-        with exclusive_transaction(tasks.db):
+        ready = self._ready_tasks()
+        with exclusive_transaction(ready.db):
             try:
-                task_result = tasks.get_locked()
-                if task_result is not None:
-                    task_result.claim(self.worker_id)
-                return task_result
+                task_result = ready.get_locked()
             except OperationalError as exc:
                 if is_locked_database_exception(exc):
-                    return None
+                    return []
                 raise
+            if task_result is None:
+                return []
+            task_result.claim(self.worker_id)
+            return [task_result]
 
     def _claim_tasks_postgresql(self, limit: int) -> list[DBTaskResult]:
         """django-tasks-db's claim (lock the next ready tasks, mark them RUNNING with our worker id) as one
@@ -255,14 +256,14 @@ class AutomationsWorker(Worker):
             self._run_engine_tasks(engine)
 
     def _run_engine_tasks(self, task_results: list[DBTaskResult]) -> None:
+        arguments = {t.id: _arguments(t) for t in task_results}
         event_ids: list[str] = []
         log_ids: list[str] = []
         for task_result in task_results:
-            arguments = _arguments(task_result)
             if task_result.task_path == tasks.process_events.module_path:
-                event_ids.extend(str(x) for x in arguments.get("event_ids") or [])
+                event_ids.extend(str(x) for x in arguments[task_result.id].get("event_ids") or [])
             else:
-                log_ids.append(str(arguments.get("log_id")))
+                log_ids.append(str(arguments[task_result.id].get("log_id")))
         open_tasks = {t.id: t for t in task_results}
 
         def close_event_tasks(logs) -> None:
@@ -273,7 +274,7 @@ class AutomationsWorker(Worker):
                 if log.status == RunStatus.RUNNING:
                     started[str(log.event_id)] = started.get(str(log.event_id), 0) + 1
             done = [t for t in open_tasks.values() if t.task_path == tasks.process_events.module_path]
-            _close_tasks(done, lambda t: sum(started.get(str(x), 0) for x in _arguments(t).get("event_ids") or []))
+            _close_tasks(done, lambda t: sum(started.get(str(x), 0) for x in arguments[t.id].get("event_ids") or []))
             for task_result in done:
                 open_tasks.pop(task_result.id, None)
 
@@ -294,17 +295,11 @@ class AutomationsWorker(Worker):
         _close_tasks(
             list(open_tasks.values()),
             lambda t: (
-                status_per_log.get(str(_arguments(t).get("log_id")))
+                status_per_log.get(str(arguments[t.id].get("log_id")))
                 if t.task_path == tasks.run_automation.module_path
                 else 0
             ),
         )
-
-    def _ready_tasks_exist(self) -> bool:
-        ready = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
-        if not self.process_all_queues:
-            ready = ready.filter(queue_name__in=self.queue_names)
-        return ready.exists()
 
     def maybe_recover(self, force: bool = False) -> None:
         if self.recovery_interval is None:
@@ -375,7 +370,7 @@ class AutomationsWorker(Worker):
             idle = True
             if self.batch:
                 self.maybe_recover(force=True)
-                if not self._ready_tasks_exist():
+                if not self._ready_tasks().exists():
                     break
                 continue
             if self.running:
