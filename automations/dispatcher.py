@@ -1,6 +1,7 @@
-"""The write path's only job: capture each record change as an ``AutomationEvent`` and enqueue its
-processing, inside the writer's transaction. A constant number of queries (two inserts per write, two
-per bulk chunk) whatever the number of rules: matching happens in the worker."""
+"""The write path's only job: capture each record change as an ``AutomationEvent`` inside the writer's
+transaction (the event row is the message: it commits or rolls back with the record). One insert per
+write, one per 500 records of a bulk create, whatever the number of rules: matching happens in the worker.
+With a distributed task backend the events are also enqueued at commit (``tasks.enqueue_events``)."""
 
 from __future__ import annotations
 
@@ -8,31 +9,10 @@ import uuid
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import transaction
-from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 
 from .causation import chain_for_new_event
 from .models import AutomationEvent, EventType
-
-
-def _backend_is_transactional() -> bool:
-    """True when enqueueing writes to our own database (django-tasks-db): the task row then commits or
-    rolls back with the record. Any other backend is enqueued after commit (the event row is durable
-    either way; recovery picks up an event whose enqueue was lost)."""
-    try:
-        from django_tasks_db.backend import DatabaseBackend
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(task_backends[DEFAULT_TASK_BACKEND_ALIAS], DatabaseBackend)
-
-
-def _enqueue(event_ids: list[str]) -> None:
-    from .tasks import process_events
-
-    if _backend_is_transactional():
-        process_events.enqueue(event_ids=event_ids)
-    else:
-        transaction.on_commit(lambda: process_events.enqueue(event_ids=event_ids))
+from .tasks import enqueue_events
 
 
 def _event(record, event_type: str, old_data, actor, chain, depth, batch_id=None) -> AutomationEvent:
@@ -59,14 +39,14 @@ def record_changed(record, *, created: bool, actor=None) -> None:
     chain, depth = chain_for_new_event()
     event = _event(record, EventType.CREATED if created else EventType.UPDATED, old, actor, chain, depth)
     event.save(force_insert=True)
-    _enqueue([str(event.id)])
+    enqueue_events([str(event.id)])
 
 
 def record_deleted(record, *, actor=None) -> None:
     chain, depth = chain_for_new_event()
     event = _event(record, EventType.DELETED, None, actor, chain, depth)
     event.save(force_insert=True)
-    _enqueue([str(event.id)])
+    enqueue_events([str(event.id)])
 
 
 def records_created(records: Iterable, *, actor=None) -> None:
@@ -80,4 +60,4 @@ def records_created(records: Iterable, *, actor=None) -> None:
     AutomationEvent.objects.bulk_create(events, batch_size=500)
     size = max(1, settings.AUTOMATIONS_EVENTS_PER_TASK)
     for start in range(0, len(events), size):
-        _enqueue([str(e.id) for e in events[start : start + size]])
+        enqueue_events([str(e.id) for e in events[start : start + size]])

@@ -85,7 +85,7 @@ class AutomationEvent(models.Model):
     chain_depth = models.PositiveSmallIntegerField(default=0)
     batch_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
+    # Set in the same transaction that logs the event's runs: an event is either waiting (NULL) or done.
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -127,8 +127,12 @@ class AutomationLog(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
+    # When a waiting run (pending / retrying) is due; always set while it waits.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A running run is held by one worker process until ``lease_until``; another worker may take it over
+    # when the lease expires or when that worker's heartbeat stops (``WorkerProcess``).
     lease_until = models.DateTimeField(null=True, blank=True)
+    worker_id = models.CharField(max_length=64, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -150,6 +154,7 @@ class AutomationLog(models.Model):
                 condition=Q(status__in=["pending", "running", "retrying"]),
                 name="log_open_due",
             ),
+            models.Index(fields=["worker_id"], condition=Q(status="running"), name="log_running_worker"),
             models.Index(fields=["record_id"], name="log_record"),
             models.Index(fields=["batch_id"], condition=Q(batch_id__isnull=False), name="log_batch"),
         ]
@@ -166,3 +171,24 @@ class AutomationLog(models.Model):
     def delivery_id(self) -> str:
         """Stable across retries: the webhook-id / idempotency key of this run."""
         return f"msg_{self.id.hex}"
+
+
+class WorkerProcess(models.Model):
+    """A process that executes runs (``automations_worker``), registered at start and kept alive by a
+    heartbeat every few seconds. When its heartbeat is older than ``AUTOMATIONS_WORKER_DEAD_AFTER_SECONDS``
+    other workers take over the runs it held, whatever lease those runs have left."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    queue = models.CharField(max_length=20, blank=True, default="", help_text="database or the distributed backend")
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["last_seen_at"], name="worker_last_seen")]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.hostname}:{self.pid})"

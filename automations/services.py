@@ -8,17 +8,15 @@ import logging
 import uuid
 from typing import Any
 
-from django.conf import settings
-from django.core.mail import EmailMessage
 from django.db import transaction
 from django.utils import timezone
 from rest_framework import exceptions, serializers
 
 from config.api import ConflictError
-from workspaces.models import Entity, Membership, Role
+from workspaces.models import Entity
 
 from . import conditions as conditions_module
-from . import executor
+from . import executor, health, ledger, tasks
 from .models import AutomationLog, AutomationRule, EventType, RunStatus
 from .trigger_types import Event, trigger_types
 
@@ -175,36 +173,7 @@ def rule_duplicate(*, rule: AutomationRule, actor=None) -> AutomationRule:
 
 def rule_disable(*, rule: AutomationRule, reason: str) -> None:
     """Turn a rule off with the reason, and tell the workspace's owners and admins by email."""
-    now = timezone.now()
-    changed = AutomationRule.objects.filter(pk=rule.pk, is_active=True).update(
-        is_active=False, disabled_reason=reason, disabled_at=now
-    )
-    rule.is_active, rule.disabled_reason, rule.disabled_at = False, reason, now
-    if not changed:
-        return
-    logger.warning("rule %s (%s) turned off: %s", rule.pk, rule.name, reason)
-    recipients = list(
-        Membership.objects.filter(workspace_id=rule.workspace_id, role__in=[Role.OWNER, Role.ADMIN])
-        .exclude(user__email="")
-        .values_list("user__email", flat=True)
-    )
-    if not recipients:
-        return
-    body = (
-        f'The automation "{rule.name}" (id {rule.pk}) was turned off.\n\n'
-        f"Reason: {reason}\n\n"
-        "Fix the cause, then turn it back on (is_active = true) in the admin or through the API. "
-        "Its run log shows each failed run with the error."
-    )
-    try:
-        EmailMessage(
-            subject=f'Automation "{rule.name}" was turned off'.replace("\n", " ")[:200],
-            body=body,
-            from_email=settings.FROM_EMAIL,
-            to=recipients,
-        ).send()
-    except Exception:  # the rule is off either way; a mail outage must not undo that
-        logger.exception("could not email owners about rule %s", rule.pk)
+    health.disable(rule=rule, reason=reason)
 
 
 # --------------------------------------------------------------------------- test runs and retries
@@ -282,9 +251,9 @@ def rule_test_run(*, rule: AutomationRule, record, dry_run: bool = False, actor=
     log.status = RunStatus.RUNNING
     log.attempts = 1
     log.started_at = now
-    log.lease_until = now + dt.timedelta(seconds=executor.lease_seconds())
+    log.lease_until = now + dt.timedelta(seconds=ledger.lease_seconds())
     log.save(force_insert=True)
-    executor.execute_log(log, rule)
+    executor.execute(log, rule)
     return {
         "success": log.status == RunStatus.SUCCESS,
         "dry_run": False,
@@ -312,7 +281,7 @@ def log_retry(*, log: AutomationLog) -> AutomationLog:
     if not updated:
         raise ConflictError("The run changed meanwhile; reload it.")
     log.refresh_from_db()
-    executor.schedule_run(log)
+    tasks.schedule([log])
     return log
 
 

@@ -1,101 +1,51 @@
-"""The background worker behind ``manage.py automations_worker``.
+"""The process behind ``manage.py automations_worker``.
 
-On the default backend (django-tasks-db) it claims up to ``AUTOMATIONS_WORKER_BATCH_SIZE`` ready tasks
-at a time (``FOR UPDATE SKIP LOCKED``, so any number of workers share the queue) and runs the engine's
-own tasks together as one batch (``executor.process_batch``), any other task through django-tasks-db;
-every ``AUTOMATIONS_RECOVERY_INTERVAL`` seconds it resumes stranded runs (``executor.recover``). On
-PostgreSQL it sleeps on ``LISTEN`` (a trigger NOTIFYs on every enqueued task, at commit), so a new
-task starts within milliseconds instead of a poll interval, and after a batch it looks at the queue
-again only if a notification arrived meanwhile; elsewhere it polls.
+Embedded queue (``TASKS_BACKEND=database``): the engine's tables are the queue. The loop takes waiting
+events in batches (``tasks.handle_events``: ``FOR UPDATE SKIP LOCKED``, so any number of workers share
+them), claims runs whose due time has come (retries, throttled runs), takes over runs of dead workers, and
+prunes old rows once an hour. On PostgreSQL it sleeps on ``LISTEN`` (a trigger NOTIFYs when events are
+inserted, at commit), so a new event is matched within milliseconds, and after a batch it looks at the
+queue again only if a notification arrived meanwhile; elsewhere it polls.
 
-On PostgreSQL the worker's own transactions commit asynchronously (``synchronous_commit = off``, unless
-``AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT``): a batch costs three commits, and waiting for a WAL flush at
-each one was once the largest part of a run's time. Nothing can be lost by it. The record, its event
-and its task are written by the web process, synchronously. Everything the worker writes can be derived
-again: if PostgreSQL itself crashes, it loses at most the last few hundred milliseconds of the worker's
-commits, always a suffix, and the state before them is consistent (a task READY again, an event
-unprocessed, or a run RUNNING whose lease expires). Recovery then runs them again with the same run id
-(``executor.run_id_for``), so the same ``webhook-id``: at least once, as with a killed worker.
+Distributed queue (``TASKS_BACKEND=rq``): the process runs an RQ worker for the engine's tasks (no fork
+per job) and, beside it, the same upkeep: heartbeats, taking over dead workers' runs, recovering events
+and runs whose message was lost, pruning.
+
+Every worker registers and heartbeats (``heartbeats``), so the runs it holds are taken over within
+``AUTOMATIONS_WORKER_DEAD_AFTER_SECONDS`` when it dies. On PostgreSQL its own transactions commit
+asynchronously (``synchronous_commit = off``, unless ``AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT``): nothing can
+be lost by it. The record and its event are written by the web process, synchronously. Everything the
+worker writes can be derived again: if PostgreSQL itself crashes it loses at most the last few hundred
+milliseconds of the worker's commits, always a suffix, and the state before them is consistent (an event
+waiting again, or a run running under a worker that is gone). Those runs are taken over with the same run
+id, so the same ``webhook-id``: at least once, as with a killed worker.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import signal
+import threading
 import time
-import uuid
 
+import django_rq
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
 from django.db.utils import DatabaseError, InterfaceError, OperationalError
-from django.tasks import TaskResultStatus
 from django.utils import timezone
-from django_tasks_db.management.commands.db_worker import Worker
-from django_tasks_db.models import DBTaskResult, get_date_max
-from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
+from django_tasks_rq import Job
+from rq import SimpleWorker
 
-from . import executor, retention, tasks
-from .models import RunStatus
+from . import retention, tasks
+from .heartbeats import current as registration
+from .models import AutomationEvent, AutomationLog, RunStatus
 
 logger = logging.getLogger("automations")
 
-NOTIFY_CHANNEL = "automations_tasks"
-ENGINE_TASKS = frozenset({tasks.process_events.module_path, tasks.run_automation.module_path})
+NOTIFY_CHANNEL = "automations_events"
 PRUNE_INTERVAL = 3600.0  # seconds between housekeeping passes (automations.retention)
-
-
-def _arguments(task_result: DBTaskResult) -> dict:
-    """The task's keyword arguments (positional ones mapped onto the engine tasks' single parameter)."""
-    args_kwargs = task_result.args_kwargs or {}
-    kwargs = dict(args_kwargs.get("kwargs") or {})
-    args = args_kwargs.get("args") or []
-    if args:
-        name = "event_ids" if task_result.task_path == tasks.process_events.module_path else "log_id"
-        kwargs.setdefault(name, args[0])
-    return kwargs
-
-
-def _close_tasks(task_results: list[DBTaskResult], value_of) -> None:
-    """Mark tasks successful with their return values, in one statement (PostgreSQL: a fixed
-    ``UPDATE ... FROM unnest(...)``; elsewhere one ORM update per distinct value)."""
-    if not task_results:
-        return
-    now = timezone.now()
-    if connection.vendor == "postgresql":
-        meta = DBTaskResult._meta
-        quote = connection.ops.quote_name
-        sql = f"""
-            UPDATE {quote(meta.db_table)} AS t
-            SET status = %s, return_value = v.value::jsonb, finished_at = %s, exception_class_path = '', traceback = ''
-            FROM unnest(%s::uuid[], %s::text[]) AS v(id, value)
-            WHERE t.id = v.id AND t.status = %s
-        """  # noqa: S608 (identifiers from the model's metadata)
-        values = [value_of(t) for t in task_results]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                sql,
-                [
-                    TaskResultStatus.SUCCESSFUL,
-                    now,
-                    [uuid.UUID(str(t.id)) for t in task_results],
-                    [executor.json_or_none(v) for v in values],
-                    TaskResultStatus.RUNNING,
-                ],
-            )
-        return
-    by_value: dict = {}
-    for task_result in task_results:
-        by_value.setdefault(value_of(task_result), []).append(task_result.id)
-    for value, ids in by_value.items():
-        DBTaskResult.objects.filter(id__in=ids, status=TaskResultStatus.RUNNING).update(
-            status=TaskResultStatus.SUCCESSFUL,
-            return_value=value,
-            finished_at=now,
-            exception_class_path="",
-            traceback="",
-        )
 
 
 class Waker:
@@ -122,6 +72,8 @@ class Waker:
         self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
     def wait(self, timeout: float) -> None:
+        if timeout <= 0:
+            return
         if not self.enabled or time.monotonic() < self._retry_at:
             time.sleep(timeout)
             return
@@ -142,7 +94,7 @@ class Waker:
 
     def drain(self) -> bool:
         """Consume the notifications received so far without waiting; True if there was any. Called
-        just before a claim: a task committed after that claim's snapshot notifies afterwards, so
+        just before a claim: an event committed after that claim's snapshot notifies afterwards, so
         "nothing since" proves the claim saw everything (no lost wake-up)."""
         if not self.listening:
             return True
@@ -165,9 +117,13 @@ class Waker:
 
 
 def _set_session_options(sender, connection, **kwargs) -> None:
-    if connection.vendor == "postgresql" and not settings.AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT:
-        with connection.cursor() as cursor:
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        if not settings.AUTOMATIONS_WORKER_SYNCHRONOUS_COMMIT:
             cursor.execute("SET synchronous_commit TO off")
+        # A worker paused inside a transaction (SIGSTOP) must not keep its events locked for long.
+        cursor.execute("SET idle_in_transaction_session_timeout TO '10s'")
 
 
 def use_worker_session_options() -> None:
@@ -177,203 +133,207 @@ def use_worker_session_options() -> None:
         _set_session_options(None, connection)
 
 
-class AutomationsWorker(Worker):
-    """django-tasks-db's worker with LISTEN/NOTIFY wake-ups, reconnects, and stranded-run recovery."""
+class Upkeep:
+    """What every worker does besides executing fresh work: take over dead workers' runs (every heartbeat
+    interval), recover lost messages (distributed queue, every recovery interval), prune (hourly)."""
 
-    def __init__(self, *, recovery_interval: float | None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, recovery_interval: float | None, distributed: bool) -> None:
         self.recovery_interval = recovery_interval
+        self.distributed = distributed
+        self.next_take_over = 0.0
         self.next_recovery = 0.0
         self.next_prune = 0.0
-        self.waker = Waker()
 
-    def _ready_tasks(self):
-        """This worker's ready tasks (its backend and queues), as django-tasks-db selects them."""
-        ready = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
-        if not self.process_all_queues:
-            ready = ready.filter(queue_name__in=self.queue_names)
-        return ready
-
-    def claim_tasks(self, limit: int) -> list[DBTaskResult]:
-        """Up to ``limit`` ready tasks, claimed for this worker: one statement on PostgreSQL; elsewhere
-        django-tasks-db's own claim, one task at a time."""
-        if connection.vendor == "postgresql":
-            return self._claim_tasks_postgresql(limit)
-        ready = self._ready_tasks()
-        with exclusive_transaction(ready.db):
-            try:
-                task_result = ready.get_locked()
-            except OperationalError as exc:
-                if is_locked_database_exception(exc):
-                    return []
-                raise
-            if task_result is None:
-                return []
-            task_result.claim(self.worker_id)
-            return [task_result]
-
-    def _claim_tasks_postgresql(self, limit: int) -> list[DBTaskResult]:
-        """django-tasks-db's claim (lock the next ready tasks, mark them RUNNING with our worker id) as one
-        ``UPDATE ... RETURNING`` statement: one round trip instead of four (BEGIN, SELECT ... FOR UPDATE
-        SKIP LOCKED, UPDATE, COMMIT) per task, in the same order (priority, run_after, enqueued_at)."""
-        meta = DBTaskResult._meta
-        table = connection.ops.quote_name(meta.db_table)
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in meta.concrete_fields)
-        now = timezone.now()
-        queues = "" if self.process_all_queues else "AND queue_name = ANY(%(queues)s)"
-        sql = f"""
-            UPDATE {table} SET status = 'RUNNING', started_at = %(now)s, worker_ids = worker_ids || %(worker)s::jsonb
-            WHERE id IN (
-                SELECT id FROM {table}
-                WHERE status = 'READY' AND backend_name = %(backend)s {queues}
-                  AND (run_after = %(never)s OR run_after <= %(now)s)
-                ORDER BY priority DESC, run_after ASC, enqueued_at ASC
-                LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-            )
-            RETURNING {columns}
-        """  # noqa: S608 (identifiers from the model's metadata)
-        params = {
-            "now": now,
-            "worker": json.dumps([self.worker_id]),
-            "backend": self.backend_name,
-            "never": get_date_max(),
-            "queues": list(self.queue_names),
-            "limit": limit,
-        }
-        claimed = list(DBTaskResult.objects.raw(sql, params))
-        claimed.sort(key=lambda t: (-t.priority, t.run_after, t.enqueued_at))
-        return claimed
-
-    def run_tasks(self, task_results: list[DBTaskResult]) -> None:
-        """Run claimed tasks: the engine's own (``process_events``, ``run_automation``) together as one
-        batch (``executor.process_batch``: one matching transaction, successes written in bulk, the task
-        rows closed in one UPDATE); any other task through django-tasks-db's ``run_task``."""
-        engine = [t for t in task_results if t.task_path in ENGINE_TASKS]
-        for task_result in task_results:
-            if task_result.task_path not in ENGINE_TASKS:
-                self.run_task(task_result)
-        if engine:
-            self._run_engine_tasks(engine)
-
-    def _run_engine_tasks(self, task_results: list[DBTaskResult]) -> None:
-        arguments = {t.id: _arguments(t) for t in task_results}
-        event_ids: list[str] = []
-        log_ids: list[str] = []
-        for task_result in task_results:
-            if task_result.task_path == tasks.process_events.module_path:
-                event_ids.extend(str(x) for x in arguments[task_result.id].get("event_ids") or [])
-            else:
-                log_ids.append(str(arguments[task_result.id].get("log_id")))
-        open_tasks = {t.id: t for t in task_results}
-
-        def close_event_tasks(logs) -> None:
-            """In the matching transaction: the process_events tasks are done once their runs are
-            logged (the ledger carries them from here), so they close in the same commit."""
-            started: dict[str, int] = {}
-            for log in logs:
-                if log.status == RunStatus.RUNNING:
-                    started[str(log.event_id)] = started.get(str(log.event_id), 0) + 1
-            done = [t for t in open_tasks.values() if t.task_path == tasks.process_events.module_path]
-            _close_tasks(done, lambda t: sum(started.get(str(x), 0) for x in arguments[t.id].get("event_ids") or []))
-            for task_result in done:
-                open_tasks.pop(task_result.id, None)
-
-        try:
-            runs = executor.process_batch(
-                event_ids, log_ids, keep_going=lambda: self.running, on_matched=close_event_tasks
-            )
-        except (OperationalError, InterfaceError):
-            raise  # the database is gone: the loop reconnects; recovery redoes what this batch left
-        except Exception as exc:  # a bug: each open task is marked failed with the traceback, as run_task does
-            logger.exception("batch of %d engine task(s) failed", len(task_results))
-            for task_result in open_tasks.values():
-                task_result.set_failed(exc)
-            return
-        finally:
-            self._run_tasks += len(task_results)
-        status_per_log = {str(log.pk): log.status for log, _ in runs}
-        _close_tasks(
-            list(open_tasks.values()),
-            lambda t: (
-                status_per_log.get(str(arguments[t.id].get("log_id")))
-                if t.task_path == tasks.run_automation.module_path
-                else 0
-            ),
+    def due(self) -> bool:
+        now = time.monotonic()
+        return self.recovery_interval is not None and (
+            now >= self.next_take_over or now >= self.next_recovery or now >= self.next_prune
         )
 
-    def maybe_recover(self, force: bool = False) -> None:
+    def run(self, *, keep_going, force: bool = False) -> None:
         if self.recovery_interval is None:
             return
         now = time.monotonic()
-        if force or now >= self.next_recovery:
+        if force or now >= self.next_take_over:
+            self.next_take_over = now + min(
+                float(settings.AUTOMATIONS_WORKER_HEARTBEAT_SECONDS), self.recovery_interval
+            )
+            tasks.take_over(keep_going=keep_going)
+        if self.distributed and (force or now >= self.next_recovery):
             self.next_recovery = now + self.recovery_interval
-            # Recovery executes runs: a SIGTERM now must wait for them like for a task.
-            self.running_task = True
-            try:
-                executor.recover()
-                if now >= self.next_prune:
-                    self.next_prune = now + PRUNE_INTERVAL
-                    retention.prune()
-            finally:
-                self.running_task = False
+            tasks.recover_lost(keep_going=keep_going)
+        if now >= self.next_prune:
+            self.next_prune = now + PRUNE_INTERVAL
+            retention.prune()
+
+
+class EngineWorker:
+    """The worker loop (see the module docstring). ``batch``: work until nothing is due, then exit."""
+
+    def __init__(
+        self,
+        *,
+        interval: float,
+        recovery_interval: float | None,
+        batch: bool = False,
+        worker_id: str | None = None,
+    ) -> None:
+        self.interval = interval
+        self.batch = batch
+        self.worker_id = worker_id
+        self.running = True
+        self.distributed = not settings.AUTOMATIONS_EMBEDDED_QUEUE
+        self.upkeep = Upkeep(recovery_interval=recovery_interval, distributed=self.distributed)
+        self.waker = Waker()
+        self.executed = 0
+
+    # ------------------------------------------------------------------ signals
+
+    def _stop(self, signum, frame) -> None:
+        logger.info(
+            "worker %s: %s received, finishing the run in hand", registration.worker_id, signal.strsignal(signum)
+        )
+        self.running = False
+
+    def configure_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+
+    def keep_going(self) -> bool:
+        return self.running and not registration.lost.is_set()
+
+    # ------------------------------------------------------------------ loop
+
+    def _register(self) -> None:
+        queue = "database" if not self.distributed else settings.TASKS_BACKEND
+        registration.register(queue=queue, worker_id=self.worker_id)
+        self.worker_id = None  # a re-registration after being declared dead takes a new id
 
     def _database_down(self, exc: Exception, backoff: float) -> float:
-        """The database went away (restart, failover, killed connection): reconnect with backoff. What
-        was in hand is not lost: its task stays claimed, and its event or run is picked up again by
-        recovery (unprocessed event, or lease expiry)."""
+        """The database went away (restart, failover, killed connection): reconnect with backoff. What was
+        in hand is not lost: an event stays waiting (its transaction rolled back), a claimed run is taken
+        over when this worker's lease or heartbeat runs out, or by this worker itself when it is back."""
         logger.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)
         with contextlib.suppress(Exception):
             connection.close()
         self.waker.close()
         time.sleep(backoff)
-        return min(backoff * 2, 10)
+        return min(backoff * 2, 5)
 
     def run(self) -> None:
-        logger.info("automations worker %s started (queues=%s)", self.worker_id, ",".join(self.queue_names))
         use_worker_session_options()
         backoff = 0.5
+        while True:
+            try:
+                self._register()
+                break
+            except (OperationalError, InterfaceError) as exc:
+                backoff = self._database_down(exc, backoff)
+        logger.info(
+            "automations worker %s started (%s queue)",
+            registration.worker_id,
+            "embedded" if not self.distributed else settings.TASKS_BACKEND,
+        )
+        try:
+            if self.distributed:
+                self._run_distributed()
+            else:
+                self._run_embedded()
+        finally:
+            self.waker.close()
+            registration.unregister()
+            logger.info("automations worker %s stopped at %s", registration.worker_id, timezone.now().isoformat())
+
+    def _run_embedded(self) -> None:
+        backoff = 0.5
         idle = True
+        next_due_check = 0.0
         while self.running:
             try:
+                if registration.lost.is_set():
+                    self._register()
                 if idle:
-                    # After a wait (not between back-to-back tasks: that would cost a health-check query
-                    # per task) drop an expired or broken connection.
+                    # After a wait (not between back-to-back batches: that would cost a health-check query
+                    # per batch) drop an expired or broken connection.
                     close_old_connections()
-                self.maybe_recover()
-                # From the claim to the end of the task a SIGTERM only asks to stop: never leave a
-                # claimed task unstarted.
-                self.running_task = True
-                try:
-                    limit = settings.AUTOMATIONS_WORKER_BATCH_SIZE
-                    if self.max_tasks is not None:
-                        limit = max(1, min(limit, self.max_tasks - self._run_tasks))
-                    self.waker.drain()
-                    task_results = self.claim_tasks(limit)
-                    if task_results:
-                        self.run_tasks(task_results)
-                finally:
-                    self.running_task = False
+                if self.upkeep.due():
+                    self.upkeep.run(keep_going=self.keep_going)
+                limit = tasks.batch_size()
+                self.waker.drain()
+                events = tasks.handle_events(limit=limit, keep_going=self.keep_going)
+                worked = len(events.executed) + len(events.released)
+                took_all = worked < limit
+                now = time.monotonic()
+                if now >= next_due_check or events.released:
+                    due = tasks.handle_due_runs(limit=limit, keep_going=self.keep_going)
+                    worked += len(due.executed)
+                    took_all = took_all and len(due.executed) < limit
+                    # Check for due runs again after the poll interval, or at once while there is a backlog.
+                    next_due_check = now if len(due.executed) >= limit else now + self.interval
+                self.executed += worked
                 backoff = 0.5
             except (OperationalError, InterfaceError, DatabaseError) as exc:
                 backoff = self._database_down(exc, backoff)
                 idle = True
                 continue
-            if task_results:
+            if worked:
                 idle = False
-                if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
-                    break
-                if len(task_results) < limit and self.running and not self.batch and not self.waker.drain():
-                    # The claim took everything ready and nothing was enqueued since: sleep until the next
-                    # NOTIFY instead of paying a claim that finds nothing.
-                    self.waker.wait(self.interval)
+                if took_all and self.running and not self.batch and not self.waker.drain():
+                    # Everything ready was taken and nothing was enqueued since: sleep until the next NOTIFY
+                    # (or the next due check) instead of paying a claim that finds nothing.
+                    self.waker.wait(max(0.0, min(self.interval, next_due_check - time.monotonic())))
                 continue
             idle = True
             if self.batch:
-                self.maybe_recover(force=True)
-                if not self._ready_tasks().exists():
+                self.upkeep.run(keep_going=self.keep_going, force=True)
+                if not self._anything_due():
                     break
+                next_due_check = 0.0
                 continue
             if self.running:
-                self.waker.wait(self.interval)
-        self.waker.close()
-        logger.info("automations worker %s stopped at %s", self.worker_id, timezone.now().isoformat())
+                self.waker.wait(max(0.0, min(self.interval, next_due_check - time.monotonic())))
+
+    def _anything_due(self) -> bool:
+        now = timezone.now()
+        return (
+            AutomationEvent.objects.filter(processed_at__isnull=True).exists()
+            or AutomationLog.objects.filter(
+                status__in=[RunStatus.PENDING, RunStatus.RETRYING], next_attempt_at__lte=now
+            ).exists()
+        )
+
+    # ------------------------------------------------------------------ distributed
+
+    def _run_distributed(self) -> None:
+        """An RQ worker (no fork per job, so connections and the heartbeat live on) for the engine's tasks;
+        the upkeep runs beside it in a thread."""
+        stop = threading.Event()
+
+        def upkeep_loop() -> None:
+            backoff = 0.5
+            while not stop.is_set():
+                try:
+                    close_old_connections()
+                    if registration.lost.is_set():
+                        self._register()
+                    self.upkeep.run(keep_going=lambda: not stop.is_set())
+                    backoff = 0.5
+                except (OperationalError, InterfaceError, DatabaseError) as exc:
+                    logger.warning("upkeep: database unavailable (%s)", exc)
+                    with contextlib.suppress(Exception):
+                        connection.close()
+                    backoff = min(backoff * 2, 5)
+                except Exception:
+                    logger.exception("upkeep failed")
+                stop.wait(min(backoff, self.interval) if backoff > 0.5 else self.interval)
+            connection.close()
+
+        thread = threading.Thread(target=upkeep_loop, name="automations-upkeep", daemon=True)
+        thread.start()
+        queue = django_rq.get_queue(settings.AUTOMATIONS_QUEUE, job_class=Job)
+        rq_worker = SimpleWorker([queue], connection=queue.connection, job_class=Job)
+        try:
+            rq_worker.work(with_scheduler=True, burst=self.batch, logging_level="WARNING")
+        finally:
+            stop.set()
+            thread.join(timeout=30)

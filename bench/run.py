@@ -172,7 +172,7 @@ def truncate_engine_tables() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE automations_automationlog, automations_automationevent, django_tasks_database_dbtaskresult,"
+            "TRUNCATE automations_automationlog, automations_automationevent,"
             " records_task, records_record, automations_automationrule CASCADE"
         )
 
@@ -181,10 +181,7 @@ def queue_tables_truncate() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE automations_automationlog, automations_automationevent, django_tasks_database_dbtaskresult"
-            " CASCADE"
-        )
+        cursor.execute("TRUNCATE automations_automationlog, automations_automationevent CASCADE")
 
 
 class Fixture:
@@ -726,8 +723,8 @@ def timed(fn, samples: int) -> list[float]:
 def bench_scale(ctx) -> dict:
     from django.db import connections
 
-    from automations.executor import active_rules_for, load_active_rules
     from automations.models import AutomationLog, AutomationRule, EventType
+    from automations.sql import active_rules_for, load_active_rules
     from automations.trigger_types import trigger_names_for
 
     sizes = ctx["sizes"]
@@ -750,7 +747,7 @@ def bench_scale(ctx) -> dict:
     samples = sizes["scale_samples"]
 
     def rule_lookup(entity_id):
-        # The worker's lookup (executor.load_active_rules: the active_rules_for query) for one event.
+        # The worker's lookup (sql.load_active_rules: the active_rules_for query) for one event.
         return load_active_rules([entity_id], names, using="scale")
 
     def logs_page_query(rule_id):
@@ -879,7 +876,7 @@ def bench_memory(ctx) -> dict:
     started = time.monotonic()
 
     def add(count: int) -> None:
-        # Bulk creates (one event per record, tasks of AUTOMATIONS_EVENTS_PER_TASK events) in commits
+        # Bulk creates (one event per record) in commits
         # of 1,000 so the worker starts while the rest is being written.
         for start in range(0, count, 1000):
             items = [{"data": record_payload(i)} for i in range(start, min(count, start + 1000))]

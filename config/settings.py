@@ -48,7 +48,6 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
-    "django_tasks_db",
     "anymail",
     "workspaces",
     "records",
@@ -177,16 +176,37 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# CACHE_URL=redis://host:6379/1 shares the API throttle counters between web processes and nodes
+# (Django's built-in Redis cache); without it each process counts for itself.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# Background work: Django's tasks API; the default backend keeps tasks in the same database, so a
-# record write and the automation event it causes commit (or roll back) together.
-TASKS = {
-    "default": {
-        "BACKEND": os.environ.get("TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
-        "QUEUES": ["default", "automations"],
+# Background work. TASKS_BACKEND=database (the default): the engine's own tables are its queue (an event
+# row commits with the record; runs wait in the run log with their due time), worked by
+# `manage.py automations_worker`. TASKS_BACKEND=rq: the engine's tasks go through Django's tasks API to RQ
+# on Redis (TASKS_BROKER_URL), for scale-out; the run log in the database still keeps every promise.
+# Any other value is a `django.tasks` backend path, used as is.
+AUTOMATIONS_QUEUE = os.environ.get("AUTOMATIONS_QUEUE", "automations")
+TASKS_BACKEND = (os.environ.get("TASKS_BACKEND") or "database").strip()
+TASKS_BROKER_URL = os.environ.get("TASKS_BROKER_URL", "redis://127.0.0.1:6379/0")
+AUTOMATIONS_EMBEDDED_QUEUE = TASKS_BACKEND == "database"
+if AUTOMATIONS_EMBEDDED_QUEUE:
+    # The engine never enqueues here (its rows are the queue); tasks of other code run in-process.
+    TASKS = {
+        "default": {
+            "BACKEND": "django.tasks.backends.immediate.ImmediateBackend",
+            "QUEUES": ["default", AUTOMATIONS_QUEUE],
+        }
     }
-}
+elif TASKS_BACKEND in ("rq", "django_tasks_rq.RQBackend"):
+    INSTALLED_APPS.append("django_rq")
+    RQ_QUEUES = {AUTOMATIONS_QUEUE: {"URL": TASKS_BROKER_URL, "DEFAULT_TIMEOUT": 600}}
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": [AUTOMATIONS_QUEUE]}}
+else:
+    TASKS = {"default": {"BACKEND": TASKS_BACKEND, "QUEUES": ["default", AUTOMATIONS_QUEUE]}}
 
 # Email: console by default; "smtp"; or any anymail provider by name.
 FROM_EMAIL = os.environ.get("FROM_EMAIL", "automations@localhost")
@@ -247,9 +267,12 @@ AUTOMATIONS_EVENTS_PER_TASK = env_int("AUTOMATIONS_EVENTS_PER_TASK", 25)
 AUTOMATIONS_WORKER_BATCH_SIZE = max(1, env_int("AUTOMATIONS_WORKER_BATCH_SIZE", 50))
 # A run slower than this hands the rest of its batch back to the queue (a slow receiver delays only itself).
 AUTOMATIONS_WORKER_SLOW_RUN_SECONDS = env_float("AUTOMATIONS_WORKER_SLOW_RUN_SECONDS", 2.0)
-# Processed events and finished task rows are deleted after this many days (run logs are kept).
+# Processed events are deleted after this many days (each run keeps its own copy of the record).
 AUTOMATIONS_RETENTION_DAYS = env_int("AUTOMATIONS_RETENTION_DAYS", 7)
-AUTOMATIONS_QUEUE = os.environ.get("AUTOMATIONS_QUEUE", "automations")
+# Workers heartbeat every few seconds; one silent for longer than DEAD_AFTER is dead and its runs are
+# taken over at once (the run lease stays the guard against a live but stuck worker).
+AUTOMATIONS_WORKER_HEARTBEAT_SECONDS = env_float("AUTOMATIONS_WORKER_HEARTBEAT_SECONDS", 3.0)
+AUTOMATIONS_WORKER_DEAD_AFTER_SECONDS = env_float("AUTOMATIONS_WORKER_DEAD_AFTER_SECONDS", 15.0)
 
 LOGGING = {
     "version": 1,

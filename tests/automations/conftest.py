@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from automations.action_types.base import ActionType
 from automations.models import AutomationRule
-from automations.worker import AutomationsWorker
+from automations.worker import EngineWorker
 from tests.factories import RecordFactory
 
 
@@ -73,21 +73,12 @@ def make_rule(entity):
     return make
 
 
-def run_worker(max_tasks=None):
-    """Run the real worker loop in this process until nothing is due (batch mode)."""
-    worker = AutomationsWorker(
-        queue_names=["*"],
-        interval=0,
-        batch=True,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=max_tasks,
-        worker_id="test-worker",
-        excluded_queue_names=[],
-        recovery_interval=None,
-    )
+def run_worker():
+    """Run the real worker loop in this process until nothing is due (batch mode); returns the number of
+    runs it executed."""
+    worker = EngineWorker(interval=0, recovery_interval=None, batch=True, worker_id="test-worker")
     worker.run()
-    return worker._run_tasks
+    return worker.executed
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""The worker's batches: several engine tasks claimed and run together, successes written in one UPDATE,
-leases still guarding every row, and runs handed back (not stranded) on SIGTERM or behind a slow one."""
+"""The worker's batches: many events taken and matched together, successes written in one UPDATE, leases
+still guarding every row, and runs handed back (not stranded) on SIGTERM or behind a slow one."""
 
 import datetime as dt
 import time
@@ -8,25 +8,14 @@ import psycopg
 import pytest
 import time_machine
 from django.db import connection
-from django.tasks import task
 from django.test.utils import CaptureQueriesContext
-from django_tasks_db.models import DBTaskResult
 
-from automations import executor
-from automations.models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
+from automations import batches, matching
+from automations.models import AutomationEvent, AutomationLog, RunStatus
 from automations.worker import Waker
 from records import services
-from tests.factories import AutomationRuleFactory
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
-OTHER_TASK_CALLS = []
-
-
-@task(queue_name="automations")
-def other_task(value: int) -> int:
-    """A task that is not the engine's: the worker runs it through django-tasks-db's run_task."""
-    OTHER_TASK_CALLS.append(value)
-    return value * 2
 
 
 def echo_name(ctx):
@@ -36,7 +25,11 @@ def echo_name(ctx):
 def claimed_runs(count, entity):
     for i in range(count):
         services.record_create(entity=entity, data={"name": f"L{i}"})
-    return executor.claim_and_match(AutomationEvent.objects.values_list("id", flat=True))
+    return matching.take_and_match(limit=count)[1]
+
+
+def executed(outcome):
+    return len(outcome.executed)
 
 
 def log_updates(queries):
@@ -44,7 +37,7 @@ def log_updates(queries):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_batch_logs_every_run_with_its_own_result_and_closes_its_tasks(entity, make_rule, scripted, worker):
+def test_one_batch_logs_every_run_with_its_own_result(entity, make_rule, scripted, worker):
     make_rule()
     scripted.outcomes = [echo_name] * 20
     for i in range(20):
@@ -56,23 +49,9 @@ def test_one_batch_logs_every_run_with_its_own_result_and_closes_its_tasks(entit
     for log in logs:  # each row got its own values, not a neighbour's
         assert log.result == {"name": log.record_snapshot["data"]["name"], "attempt": 1}
         assert log.finished_at and log.executed_at == log.finished_at and log.lease_until is None
-    if connection.vendor == "postgresql":  # one claim of all 20 tasks, one UPDATE for all 20 successes
+    if connection.vendor == "postgresql":  # one take of all 20 events, one UPDATE for all 20 successes
         assert len(log_updates(queries.captured_queries)) == 1
-    tasks = list(DBTaskResult.objects.all())
-    assert {t.status for t in tasks} == {"SUCCESSFUL"}
-    assert sorted(t.return_value for t in tasks) == [1] * 20  # runs started for the task's event
-
-
-@pytest.mark.django_db(transaction=True)
-def test_other_tasks_in_the_queue_still_run_through_django_tasks(entity, make_rule, scripted, worker):
-    OTHER_TASK_CALLS.clear()
-    make_rule()
-    result = other_task.enqueue(value=21)
-    services.record_create(entity=entity, data={"name": "Ada"})
-    worker()
-    assert OTHER_TASK_CALLS == [21]
-    assert DBTaskResult.objects.get(pk=result.id).return_value == 42
-    assert AutomationLog.objects.get().status == RunStatus.SUCCESS
+    assert not AutomationEvent.objects.filter(processed_at__isnull=True).exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -82,7 +61,7 @@ def test_a_bulk_success_never_overwrites_a_run_whose_lease_another_worker_took(e
     taken = runs[1][0]
     other_lease = taken.lease_until + dt.timedelta(seconds=30)
     AutomationLog.objects.filter(pk=taken.pk).update(lease_until=other_lease)  # recovered elsewhere
-    assert executor.execute_runs(runs) == 3
+    assert executed(batches.execute_runs(runs)) == 3
     statuses = dict(AutomationLog.objects.values_list("pk", "status"))
     assert statuses[taken.pk] == RunStatus.RUNNING
     assert AutomationLog.objects.get(pk=taken.pk).lease_until == other_lease
@@ -94,12 +73,12 @@ def test_stopping_hands_unstarted_runs_back_and_they_run_once_with_the_same_id(e
     make_rule()
     runs = claimed_runs(3, entity)
     answers = iter([True, False])
-    assert executor.execute_runs(runs, keep_going=lambda: next(answers)) == 1
+    assert executed(batches.execute_runs(runs, keep_going=lambda: next(answers))) == 1
     handed_back = AutomationLog.objects.filter(status=RunStatus.PENDING)
     assert handed_back.count() == 2
     assert {(log.attempts, log.lease_until, log.started_at) for log in handed_back} == {(0, None, None)}
     ids = set(handed_back.values_list("pk", flat=True))
-    worker()  # the tasks enqueued for them run them, as any free worker would
+    worker()  # they are due at once: any free worker runs them
     assert AutomationLog.objects.filter(status=RunStatus.SUCCESS).count() == 3
     assert set(AutomationLog.objects.filter(pk__in=ids).values_list("attempts", flat=True)) == {1}
     assert len(scripted.calls) == 3
@@ -116,7 +95,7 @@ def test_a_slow_run_hands_the_rest_of_its_batch_back(entity, make_rule, scripted
     make_rule()
     scripted.outcomes = [slow]
     runs = claimed_runs(3, entity)
-    assert executor.execute_runs(runs) == 1
+    assert executed(batches.execute_runs(runs)) == 1
     assert AutomationLog.objects.filter(status=RunStatus.PENDING).count() == 2
     worker()
     assert AutomationLog.objects.filter(status=RunStatus.SUCCESS).count() == 3
@@ -137,7 +116,7 @@ def test_a_long_batch_renews_its_leases_and_drops_runs_it_lost(entity, make_rule
             return {"ok": True}
 
         scripted.outcomes = [later]
-        assert executor.execute_runs(runs) == 2
+        assert executed(batches.execute_runs(runs)) == 2
     renewed = AutomationLog.objects.get(pk=runs[1][0].pk)
     assert renewed.status == RunStatus.SUCCESS
     assert AutomationLog.objects.get(pk=lost.pk).status == RunStatus.RUNNING  # left to its new owner
@@ -165,7 +144,7 @@ def test_a_lease_shorter_than_the_webhook_timeout_is_renewed_once_per_run_not_fo
             return {"ok": True}
 
         scripted.outcomes = [slowish, slowish, slowish]
-        assert executor.execute_runs(runs, keep_going=keep_going) == 3
+        assert executed(batches.execute_runs(runs, keep_going=keep_going)) == 3
     assert AutomationLog.objects.filter(status=RunStatus.SUCCESS).count() == 3
 
 
@@ -199,9 +178,9 @@ def test_a_logged_run_copies_its_event_field_for_field(entity, make_rule, script
     AutomationEvent.objects.update(processed_at=T0)  # only the update below matters
     services.record_update(record=record, data={"name": "Grace"}, actor=owner)
     event = AutomationEvent.objects.get(processed_at__isnull=True)
-    ((log, rule),) = executor.claim_and_match([event.id])
+    ((log, rule),) = matching.take_and_match(ids=[event.id])[1]
     stored = AutomationLog.objects.get()
-    assert stored.pk == log.pk == executor.run_id_for(event.id, rule.id)
+    assert stored.pk == log.pk == matching.run_id_for(event.id, rule.id)
     assert (stored.workspace_id, stored.entity_id, stored.record_id) == (
         event.workspace_id,
         event.entity_id,
@@ -225,24 +204,3 @@ def test_a_logged_run_copies_its_event_field_for_field(entity, make_rule, script
     assert stored.lease_until == log.lease_until and stored.started_at == log.started_at
     assert stored.is_test is False and stored.result is None and stored.error == ""
     assert stored.created_at == log.created_at and stored.event_id == event.id
-
-
-@pytest.mark.django_db
-def test_the_hot_rule_lookup_returns_what_the_orm_query_returns(entity, make_rule, other_workspace):
-    """load_active_rules (SQL on PostgreSQL) == list(active_rules_for(...)) with the entity attached."""
-    make_rule(name="a", conditions={"match": "all", "rules": [{"field": "name", "op": "eq", "value": "Ada"}]})
-    make_rule(name="b", trigger_type="record_updated", action_config={"note": "x"}, max_runs_per_minute=5)
-    make_rule(name="off", is_active=False)
-    make_rule(name="other trigger", trigger_type="record_deleted")
-    AutomationRuleFactory(entity=other_workspace["entity"], workspace=other_workspace["workspace"])
-    names = ["record_created", "record_updated"]
-    fast = sorted(executor.load_active_rules([entity.id], names), key=lambda r: r.name)
-    orm = sorted(executor.active_rules_for([entity.id], names), key=lambda r: r.name)
-    assert [r.name for r in fast] == ["a", "b"]
-    fields = [f.attname for f in AutomationRule._meta.concrete_fields]
-    for got, want in zip(fast, orm, strict=True):
-        assert {f: getattr(got, f) for f in fields} == {f: getattr(want, f) for f in fields}
-        assert got.entity.fields == want.entity.fields and got.entity.pk == entity.pk
-        assert got.entity.workspace_id == entity.workspace_id and got._state.adding is False
-    if connection.vendor == "postgresql":
-        assert fast[0].entity is fast[1].entity  # decoded once per entity

@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import call_command
 
-from automations import executor
+from automations import tasks
 from automations.action_types import action_types
 from automations.models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
 from records import services
@@ -23,10 +23,9 @@ def demo(db, settings, httpserver):
 
 def drain():
     for _ in range(5):
-        ids = list(AutomationEvent.objects.filter(processed_at__isnull=True).values_list("id", flat=True))
-        if not ids:
+        if not AutomationEvent.objects.filter(processed_at__isnull=True).exists():
             return
-        executor.process_event_ids(ids)
+        tasks.handle_events()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,17 +1,30 @@
-"""The write path: events captured in the writer's transaction, constant queries, nothing on no-op."""
+"""The write path: events captured in the writer's transaction, constant queries, nothing on no-op; with a
+distributed backend, one message per write at commit."""
 
 import pytest
 from django.db import connection, transaction
+from django.tasks import task_backends
 from django.test.utils import CaptureQueriesContext
-from django_tasks_db.models import DBTaskResult
 
 from automations.models import AutomationEvent
 from records import services
 from records.models import Record
 
+DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend", "QUEUES": ["automations"]}}
 
-def tasks():
-    return DBTaskResult.objects.filter(task_path="automations.tasks.process_events")
+
+@pytest.fixture
+def distributed(settings):
+    """A distributed task backend that keeps what it is sent (Django's dummy backend)."""
+    settings.AUTOMATIONS_EMBEDDED_QUEUE = False
+    settings.TASKS = DUMMY_TASKS  # Django rebuilds its task backends when TASKS changes
+    backend = task_backends["default"]
+    backend.clear()
+    return backend
+
+
+def sent(backend, path="automations.tasks.process_events"):
+    return [r for r in backend.results if r.task.module_path == path]
 
 
 def test_create_update_delete_each_capture_one_event(entity):
@@ -26,8 +39,24 @@ def test_create_update_delete_each_capture_one_event(entity):
     assert updated.old_data == {"name": "Ada", "status": "New"}
     assert updated.record["data"] == {"name": "Ada", "status": "Contacted"}
     assert deleted.record_id == snapshot_id and deleted.record["data"]["status"] == "Contacted"
-    assert tasks().count() == 3
-    assert tasks().first().args_kwargs["kwargs"]["event_ids"]
+
+
+def test_the_embedded_queue_needs_no_message_beside_the_event(entity, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.record_create(entity=entity, data={"name": "Ada"})
+    assert callbacks == [] and AutomationEvent.objects.filter(processed_at__isnull=True).count() == 1
+
+
+def test_a_distributed_backend_gets_one_message_per_write_at_commit(
+    entity, distributed, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        record = services.record_create(entity=entity, data={"name": "Ada"})
+    assert sent(distributed) == []  # nothing before the commit
+    for callback in callbacks:
+        callback()
+    (message,) = sent(distributed)
+    assert message.kwargs == {"event_ids": [str(AutomationEvent.objects.get(record_id=record.id).id)]}
 
 
 def test_a_save_that_changes_nothing_fires_nothing(entity):
@@ -45,17 +74,24 @@ def test_rollback_fires_nothing(entity):
         services.record_create(entity=entity, data={"name": "Ada"})
         raise RuntimeError("boom")
     assert AutomationEvent.objects.count() == 0
-    assert tasks().count() == 0
 
 
-def test_bulk_create_captures_every_record_in_chunks(entity, settings):
+def test_rollback_sends_nothing_to_a_distributed_backend(entity, distributed, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
+        services.record_create(entity=entity, data={"name": "Ada"})
+        raise RuntimeError("boom")
+    assert sent(distributed) == []
+
+
+def test_bulk_create_captures_every_record_in_chunks(entity, settings, distributed, django_capture_on_commit_callbacks):
     settings.AUTOMATIONS_EVENTS_PER_TASK = 25
-    records = services.record_bulk_create(entity=entity, items=[{"data": {"name": f"L{i}"}} for i in range(60)])
+    with django_capture_on_commit_callbacks(execute=True):
+        records = services.record_bulk_create(entity=entity, items=[{"data": {"name": f"L{i}"}} for i in range(60)])
     events = AutomationEvent.objects.all()
     assert events.count() == 60
     assert {e.record_id for e in events} == {r.id for r in records}
     assert len({e.batch_id for e in events}) == 1
-    assert tasks().count() == 3
+    assert [len(m.kwargs["event_ids"]) for m in sent(distributed)] == [25, 25, 10]
 
 
 def _count_queries(fn):
@@ -76,12 +112,12 @@ def test_write_path_queries_do_not_depend_on_rules(entity, make_rule, trigger):
     update50 = _count_queries(lambda: services.record_update(record=record, data={"name": "D"}))
     bulk50 = _count_queries(lambda: services.record_bulk_create(entity=entity, items=[{"name": "x"}] * 20))
     assert (create0, update0, bulk0) == (create50, update50, bulk50)
-    # insert record + insert event + insert task (+ savepoint pair from the service's atomic block)
-    assert create0 <= 5
+    # savepoint, insert record, insert event, release savepoint: the event row is the only extra write
+    assert create0 == 4
 
 
 def test_bulk_write_path_is_constant_in_records(entity):
     small = _count_queries(lambda: services.record_bulk_create(entity=entity, items=[{"name": "x"}] * 10))
     large = _count_queries(lambda: services.record_bulk_create(entity=entity, items=[{"name": "x"}] * 400))
-    # one more task insert per chunk of AUTOMATIONS_EVENTS_PER_TASK events, nothing per record
-    assert large - small <= 400 // 25
+    # records and events are inserted 500 per statement: nothing per record
+    assert large == small

@@ -22,9 +22,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from django.db import connection, transaction
-from django_tasks_db.models import DBTaskResult
 
-from automations.models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
+from automations.models import AutomationEvent, AutomationLog, AutomationRule, RunStatus, WorkerProcess
 from records import services
 from records.models import Record
 from tests.factories import AutomationRuleFactory
@@ -273,15 +272,14 @@ def test_retries_until_success_and_4xx_fails_at_once_and_410_turns_the_rule_off(
 # --------------------------------------------------------------------------- 3. many workers
 
 
-def test_four_workers_execute_every_run_exactly_once(receiver, workers, settings):
-    settings.AUTOMATIONS_EVENTS_PER_TASK = 5  # many small tasks: the workers contend for the queue
+def test_four_workers_execute_every_run_exactly_once(receiver, workers):
     rule = webhook_rule(receiver, "/many")
     for start in range(0, RUNS, 1000):
         services.record_bulk_create(
             entity=rule.entity, items=[{"name": f"Lead {i}"} for i in range(start, min(RUNS, start + 1000))]
         )
-    for i in range(4):
-        workers.start(f"w{i}")
+    for i in range(4):  # small batches: the workers contend for the queue
+        workers.start(f"w{i}", AUTOMATIONS_WORKER_BATCH_SIZE="10")
     wait_until(
         lambda: AutomationLog.objects.filter(automation=rule, status=RunStatus.SUCCESS).count() == RUNS,
         timeout=150,
@@ -355,7 +353,8 @@ def test_sigterm_finishes_the_run_in_hand_then_exits(receiver, workers):
     (log,) = logs_of(rule)
     assert log.status == RunStatus.SUCCESS and log.attempts == 1
     assert len(receiver.requests("/slow")) == 1
-    assert not DBTaskResult.objects.exclude(status="SUCCESSFUL").exists()  # no task left RUNNING or READY
+    assert not AutomationLog.objects.exclude(status=RunStatus.SUCCESS).exists()  # nothing left running
+    assert WorkerProcess.objects.get().stopped_at is not None  # it said goodbye
     assert not AutomationEvent.objects.filter(processed_at__isnull=True).exists()
 
 
@@ -376,13 +375,13 @@ def test_a_write_that_rolls_back_fires_nothing(receiver, workers):
 
     with pytest.raises(Abort), transaction.atomic():
         services.record_create(entity=entity, data={"name": "Ada"})
-        # The event and its task are written inside the writer's transaction: visible to it, to no one else.
-        assert AutomationEvent.objects.count() == 1 and DBTaskResult.objects.count() == 1
-        assert _count_from_another_connection("django_tasks_database_dbtaskresult") == 0
+        # The event is written inside the writer's transaction: visible to it, to no one else.
+        assert AutomationEvent.objects.count() == 1
+        assert _count_from_another_connection("automations_automationevent") == 0
         raise Abort  # the transaction fails after the enqueue
 
     assert not Record.objects.exists()
-    assert not AutomationEvent.objects.exists() and not DBTaskResult.objects.exists()
+    assert not AutomationEvent.objects.exists()
     # A worker in batch mode runs everything due and a recovery sweep, then exits: it finds nothing.
     proc = workers.start("batch", "--batch", AUTOMATIONS_RECOVERY_GRACE_SECONDS="0")
     assert proc.wait(timeout=30) == 0, workers.output()

@@ -1,0 +1,410 @@
+"""Every raw SQL statement of the engine, each beside the ORM statement it replaces.
+
+The worker's hot path runs a handful of statements per batch; on PostgreSQL compiling them through the ORM
+cost more than running them, so each is also written once as fixed SQL (psycopg caches its parsing) with
+identifiers taken from the models' metadata. Each ``Statement`` has both forms: ``.orm`` runs anywhere,
+``.postgresql`` only there, and calling the statement picks by the connection's vendor.
+``tests/automations/test_sql.py`` runs both forms on PostgreSQL and checks they leave the same rows.
+
+Nothing here commits: callers own the transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import Case, F, Q, Value, When
+
+from workspaces.models import Entity
+
+from .models import AutomationEvent, AutomationLog, AutomationRule, RunStatus, WorkerProcess
+
+
+class Statement:
+    """One statement in two forms: ``orm`` (any database) and ``postgresql`` (fixed SQL)."""
+
+    def __init__(self, orm: Callable, postgresql: Callable):
+        self.orm = orm
+        self.postgresql = postgresql
+        self.__doc__ = orm.__doc__
+
+    def __call__(self, *args, **kwargs):
+        vendor = connections[kwargs.get("using", DEFAULT_DB_ALIAS)].vendor
+        chosen = self.postgresql if vendor == "postgresql" else self.orm
+        return chosen(*args, **kwargs)
+
+
+def _quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _column(model, name: str) -> str:
+    """Quoted column of a field (``get_field`` also knows foreign keys by their attname)."""
+    return _quote(model._meta.get_field(name).column)
+
+
+def _table(model) -> str:
+    return _quote(model._meta.db_table)
+
+
+def json_or_none(value) -> str | None:
+    """A value as JSON text for a ``%s::text[]`` array cast to ``jsonb`` (None stays SQL NULL)."""
+    return None if value is None else json.dumps(value, cls=DjangoJSONEncoder)
+
+
+def _uuids(values: Iterable) -> list[uuid.UUID]:
+    return [value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)) for value in values]
+
+
+# --------------------------------------------------------------------------- events: take
+
+
+def _take_events_orm(*, ids: Sequence | None, limit: int, now: dt.datetime, created_before=None) -> list:
+    """Lock up to ``limit`` waiting events (oldest first; only ``ids`` when given; skipping those
+    another worker holds) and mark them processed. The caller's transaction logs their runs before it
+    commits, so "processed" and "its runs exist" become visible together."""
+    waiting = AutomationEvent.objects.select_for_update(skip_locked=True).filter(processed_at__isnull=True)
+    if ids is not None:
+        waiting = waiting.filter(id__in=list(ids))
+    if created_before is not None:
+        waiting = waiting.filter(created_at__lt=created_before)
+    events = list(waiting.order_by("created_at")[:limit])
+    if events:
+        AutomationEvent.objects.filter(id__in=[e.id for e in events]).update(processed_at=now)
+        for event in events:
+            event.processed_at = now
+    return events
+
+
+def _take_events_postgresql(*, ids: Sequence | None, limit: int, now: dt.datetime, created_before=None) -> list:
+    table = _table(AutomationEvent)
+    processed, created = _column(AutomationEvent, "processed_at"), _column(AutomationEvent, "created_at")
+    pk = _quote(AutomationEvent._meta.pk.column)
+    filters, params = [], {"now": now, "limit": limit}
+    if ids is not None:
+        filters.append(f"AND {pk} = ANY(%(ids)s)")
+        params["ids"] = _uuids(ids)
+    if created_before is not None:
+        filters.append(f"AND {created} < %(before)s")
+        params["before"] = created_before
+    sql = f"""
+        UPDATE {table} SET {processed} = %(now)s
+        WHERE {pk} IN (
+            SELECT {pk} FROM {table} WHERE {processed} IS NULL {" ".join(filters)}
+            ORDER BY {created} LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+        )
+        RETURNING *
+    """  # noqa: S608 (identifiers from the model's metadata)
+    events = list(AutomationEvent.objects.raw(sql, params))
+    events.sort(key=lambda e: e.created_at)
+    return events
+
+
+take_events = Statement(_take_events_orm, _take_events_postgresql)
+
+
+# --------------------------------------------------------------------------- rules: the worker's lookup
+
+
+def active_rules_for(entity_ids, trigger_names, using: str = DEFAULT_DB_ALIAS):
+    """Active rules of the entities for the trigger types (index ``rule_active_entity_trigger``).
+    Unordered: the model's default ordering would add a sort to the plan."""
+    return (
+        AutomationRule.objects.using(using)
+        .filter(entity_id__in=set(entity_ids), is_active=True, trigger_type__in=trigger_names)
+        .select_related("entity")
+        .order_by()
+    )
+
+
+def _load_active_rules_orm(entity_ids, trigger_names, using: str = DEFAULT_DB_ALIAS) -> list[AutomationRule]:
+    """``active_rules_for`` as a list, each rule with its entity attached."""
+    return list(active_rules_for(entity_ids, trigger_names, using))
+
+
+def _converters(fields, conn) -> list[tuple]:
+    out = []
+    for field in fields:
+        expression = field.cached_col
+        out.append((conn.ops.get_db_converters(expression) + field.get_db_converters(conn), expression))
+    return out
+
+
+def _convert(values, converters, conn) -> list:
+    """What the ORM's compiler does to each fetched value (e.g. decoding JSON columns)."""
+    converted = []
+    for value, (functions, expression) in zip(values, converters, strict=True):
+        for function in functions:
+            value = function(value, expression, conn)
+        converted.append(value)
+    return converted
+
+
+def _load_active_rules_postgresql(entity_ids, trigger_names, using: str = DEFAULT_DB_ALIAS) -> list[AutomationRule]:
+    """The same query and plan written once, rows turned into models with the ORM's own converters; one
+    Entity object per entity (its field list decoded once)."""
+    rule_fields, entity_fields = AutomationRule._meta.concrete_fields, Entity._meta.concrete_fields
+    columns = [f"r.{_quote(f.column)}" for f in rule_fields] + [f"e.{_quote(f.column)}" for f in entity_fields]
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {_table(AutomationRule)} r "  # noqa: S608 (model metadata)
+        f"JOIN {_table(Entity)} e ON e.{_quote(Entity._meta.pk.column)} = r.{_column(AutomationRule, 'entity')} "
+        f"WHERE r.{_column(AutomationRule, 'entity')} = ANY(%s) AND r.{_column(AutomationRule, 'is_active')} "
+        f"AND r.{_column(AutomationRule, 'trigger_type')} = ANY(%s)"
+    )
+    conn = connections[using]
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [_uuids(entity_ids), list(trigger_names)])
+        rows = cursor.fetchall()
+    rule_converters, entity_converters = _converters(rule_fields, conn), _converters(entity_fields, conn)
+    split = len(rule_fields)
+    entity_names, rule_names = [f.attname for f in entity_fields], [f.attname for f in rule_fields]
+    entity_pk_index = split + entity_names.index(Entity._meta.pk.attname)
+    entity_field = AutomationRule._meta.get_field("entity")
+    entities: dict = {}
+    rules = []
+    for row in rows:
+        entity = entities.get(row[entity_pk_index])
+        if entity is None:
+            entity = Entity.from_db(using, entity_names, _convert(row[split:], entity_converters, conn))
+            entities[row[entity_pk_index]] = entity
+        rule = AutomationRule.from_db(using, rule_names, _convert(row[:split], rule_converters, conn))
+        entity_field.set_cached_value(rule, entity)
+        rules.append(rule)
+    return rules
+
+
+load_active_rules = Statement(_load_active_rules_orm, _load_active_rules_postgresql)
+
+
+# --------------------------------------------------------------------------- runs: insert the matched ones
+
+# Per-run values of a new log; everything else is copied from its event row.
+LOG_VALUES = (
+    ("id", "uuid"),
+    ("automation_id", "uuid"),
+    ("event_id", "uuid"),
+    ("trigger_type", "text"),
+    ("action_type", "text"),
+    ("status", "text"),
+    ("result", "text"),
+    ("error", "text"),
+    ("attempts", "integer"),
+    ("next_attempt_at", "timestamptz"),
+    ("lease_until", "timestamptz"),
+    ("worker_id", "text"),
+    ("started_at", "timestamptz"),
+    ("finished_at", "timestamptz"),
+    ("executed_at", "timestamptz"),
+)
+LOG_FROM_EVENT = (
+    ("workspace_id", "workspace_id"),
+    ("entity_id", "entity_id"),
+    ("record_id", "record_id"),
+    ("record_snapshot", "record"),
+    ("old_data", "old_data"),
+    ("event_type", "event_type"),
+    ("chain", "chain"),
+    ("chain_depth", "chain_depth"),
+    ("batch_id", "batch_id"),
+    ("actor_id", "actor_id"),
+)
+
+
+def _insert_runs_orm(logs: list[AutomationLog], now: dt.datetime) -> None:
+    """Insert the runs matched for events (``bulk_create``)."""
+    for log in logs:
+        log.created_at = now
+    AutomationLog.objects.bulk_create(logs, batch_size=500)
+
+
+def _insert_runs_postgresql(logs: list[AutomationLog], now: dt.datetime) -> None:
+    """One ``INSERT ... SELECT`` that copies record snapshot, old data and chain from the event rows inside
+    the database (they are not serialized again); the per-run values travel as arrays."""
+    if not logs:
+        return
+    arrays: dict[str, list] = {name: [] for name, _ in LOG_VALUES}
+    for log in logs:
+        log.created_at = now
+        for name, _ in LOG_VALUES:
+            value = getattr(log, name)
+            arrays[name].append(json_or_none(value) if name == "result" else value)
+    targets = [_column(AutomationLog, name) for name, _ in LOG_VALUES] + [
+        _column(AutomationLog, name) for name, _ in LOG_FROM_EVENT
+    ]
+    selects = [f"v.{_quote(name)}" + ("::jsonb" if name == "result" else "") for name, _ in LOG_VALUES] + [
+        f"e.{_column(AutomationEvent, source)}" for _, source in LOG_FROM_EVENT
+    ]
+    sql = (
+        f"INSERT INTO {_table(AutomationLog)} ({', '.join(targets)}, {_column(AutomationLog, 'is_test')}, "  # noqa: S608
+        f"{_column(AutomationLog, 'created_at')}) "
+        f"SELECT {', '.join(selects)}, false, %s "
+        f"FROM unnest({', '.join(f'%s::{kind}[]' for _, kind in LOG_VALUES)}) "
+        f"AS v({', '.join(_quote(name) for name, _ in LOG_VALUES)}) "
+        f"JOIN {_table(AutomationEvent)} e ON e.{_quote(AutomationEvent._meta.pk.column)} = v.{_quote('event_id')}"
+    )  # identifiers from the models' metadata
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, *(arrays[name] for name, _ in LOG_VALUES)])
+        if cursor.rowcount != len(logs):  # the events are locked by this transaction: cannot happen
+            raise RuntimeError(f"logged {cursor.rowcount} of {len(logs)} runs")
+    for log in logs:
+        log._state.adding = False
+        log._state.db = connection.alias
+
+
+insert_runs = Statement(_insert_runs_orm, _insert_runs_postgresql)
+
+
+# --------------------------------------------------------------------------- runs: claim
+
+
+def _claimable(*, due: bool, now, due_before) -> Q:
+    if due:  # waiting runs whose time has come
+        return Q(status__in=[RunStatus.PENDING, RunStatus.RETRYING], next_attempt_at__lte=due_before or now)
+    # held runs whose holder is gone: the lease expired, or the worker process was declared dead
+    gone = WorkerProcess.objects.filter(stopped_at__isnull=False).values("id")
+    return Q(status=RunStatus.RUNNING) & (Q(lease_until__lt=now) | Q(worker_id__in=gone))
+
+
+def _claim_runs_orm(
+    *,
+    ids: Sequence | None,
+    limit: int,
+    now: dt.datetime,
+    lease: dt.datetime,
+    worker_id: str,
+    due: bool = True,
+    due_before: dt.datetime | None = None,
+) -> list[AutomationLog]:
+    """Take up to ``limit`` runs for ``worker_id`` with ``lease``: waiting runs that are due (``due``) or
+    held runs whose holder is gone (lease expired or worker dead; ``due=False``), only ``ids`` when given
+    (``due_before``: only runs due before that time, i.e. overdue; default now),
+    oldest due first, skipping rows another worker is claiming. Each claimed run counts one attempt."""
+    claimable = AutomationLog.objects.select_for_update(skip_locked=True).filter(
+        _claimable(due=due, now=now, due_before=due_before)
+    )
+    if ids is not None:
+        claimable = claimable.filter(id__in=list(ids))
+    pks = list(claimable.order_by(F("next_attempt_at").asc(nulls_first=True)).values_list("pk", flat=True)[:limit])
+    if not pks:
+        return []
+    AutomationLog.objects.filter(pk__in=pks).update(
+        status=RunStatus.RUNNING, lease_until=lease, worker_id=worker_id, attempts=F("attempts") + 1, started_at=now
+    )
+    return sorted(AutomationLog.objects.filter(pk__in=pks), key=lambda log: pks.index(log.pk))
+
+
+def _claim_runs_postgresql(
+    *,
+    ids: Sequence | None,
+    limit: int,
+    now: dt.datetime,
+    lease: dt.datetime,
+    worker_id: str,
+    due: bool = True,
+    due_before: dt.datetime | None = None,
+) -> list[AutomationLog]:
+    table = _table(AutomationLog)
+    col = {name: _column(AutomationLog, name) for name in ("status", "next_attempt_at", "lease_until", "worker_id")}
+    pk = _quote(AutomationLog._meta.pk.column)
+    params: dict = {"now": now, "lease": lease, "worker": worker_id, "limit": limit, "running": RunStatus.RUNNING}
+    if due:
+        condition = f"{col['status']} = ANY(%(waiting)s) AND {col['next_attempt_at']} <= %(due)s"
+        params["waiting"] = [RunStatus.PENDING, RunStatus.RETRYING]
+        params["due"] = due_before or now
+    else:
+        workers = _table(WorkerProcess)
+        condition = (
+            f"{col['status']} = %(running)s AND ({col['lease_until']} < %(now)s OR {col['worker_id']} IN "  # noqa: S608
+            f"(SELECT {_quote(WorkerProcess._meta.pk.column)} FROM {workers} "
+            f"WHERE {_column(WorkerProcess, 'stopped_at')} IS NOT NULL))"
+        )  # identifiers from the models' metadata
+    if ids is not None:
+        condition += f" AND {pk} = ANY(%(ids)s)"
+        params["ids"] = _uuids(ids)
+    attempts = _column(AutomationLog, "attempts")
+    sql = f"""
+        UPDATE {table} SET {col["status"]} = %(running)s, {col["lease_until"]} = %(lease)s,
+            {col["worker_id"]} = %(worker)s, {attempts} = {attempts} + 1,
+            {_column(AutomationLog, "started_at")} = %(now)s
+        WHERE {pk} IN (
+            SELECT {pk} FROM {table} WHERE {condition}
+            ORDER BY {col["next_attempt_at"]} ASC NULLS FIRST LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+        )
+        RETURNING *
+    """  # noqa: S608 (identifiers from the model's metadata)
+    logs = list(AutomationLog.objects.raw(sql, params))
+    logs.sort(key=lambda log: (log.next_attempt_at is not None, log.next_attempt_at or now))
+    return logs
+
+
+claim_runs = Statement(_claim_runs_orm, _claim_runs_postgresql)
+
+
+# --------------------------------------------------------------------------- runs: successes in bulk
+
+# The per-run values of a bulk success, in this order.
+SUCCESS_FIELDS = ("result", "finished_at", "executed_at", "duration_ms")
+SUCCESS_CONSTANTS = {"status": RunStatus.SUCCESS, "error": "", "lease_until": None, "next_attempt_at": None}
+
+
+def _finish_successes_orm(group: list[tuple[AutomationLog, dict]], lease: dt.datetime) -> int:
+    """Mark the runs of ``group`` successful with their own values, those still held with ``lease`` (a run
+    another worker took over is left alone); returns the number of rows written."""
+    pks = [log.pk for log, _ in group]
+
+    def case(name: str) -> Case:
+        field = AutomationLog._meta.get_field(name)
+        whens = [When(pk=log.pk, then=Value(values[name], output_field=field)) for log, values in group]
+        return Case(*whens, output_field=field)
+
+    return AutomationLog.objects.filter(pk__in=pks, status=RunStatus.RUNNING, lease_until=lease).update(
+        **SUCCESS_CONSTANTS, **{name: case(name) for name in SUCCESS_FIELDS}
+    )
+
+
+def _finish_successes_postgresql(group: list[tuple[AutomationLog, dict]], lease: dt.datetime) -> int:
+    """``UPDATE ... FROM unnest(arrays)``: one fixed statement whatever the group's size."""
+    meta = AutomationLog._meta
+    kinds = {"result": "text", "finished_at": "timestamptz", "executed_at": "timestamptz", "duration_ms": "integer"}
+    arrays: dict[str, list] = {name: [] for name in SUCCESS_FIELDS}
+    for _, values in group:
+        for name in SUCCESS_FIELDS:
+            arrays[name].append(json_or_none(values[name]) if name == "result" else values[name])
+    sets = ", ".join(
+        [f"{_column(AutomationLog, name)} = %s" for name in SUCCESS_CONSTANTS]
+        + [
+            f"{_column(AutomationLog, name)} = v.{_quote(name)}" + ("::jsonb" if name == "result" else "")
+            for name in SUCCESS_FIELDS
+        ]
+    )
+    sql = (
+        f"UPDATE {_table(AutomationLog)} AS l SET {sets} "  # noqa: S608 (identifiers from the model's metadata)
+        f"FROM unnest(%s::uuid[], {', '.join(f'%s::{kinds[name]}[]' for name in SUCCESS_FIELDS)}) "
+        f"AS v(id, {', '.join(_quote(name) for name in SUCCESS_FIELDS)}) "
+        f"WHERE l.{_quote(meta.pk.column)} = v.id AND l.{_column(AutomationLog, 'status')} = %s "
+        f"AND l.{_column(AutomationLog, 'lease_until')} = %s"
+    )
+    constants = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in SUCCESS_CONSTANTS.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [*constants, [log.pk for log, _ in group], *(arrays[name] for name in SUCCESS_FIELDS)]
+            + [RunStatus.RUNNING, lease],
+        )
+        return cursor.rowcount
+
+
+finish_successes = Statement(_finish_successes_orm, _finish_successes_postgresql)
+
+STATEMENTS = {
+    "take_events": take_events,
+    "load_active_rules": load_active_rules,
+    "insert_runs": insert_runs,
+    "claim_runs": claim_runs,
+    "finish_successes": finish_successes,
+}
