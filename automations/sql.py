@@ -73,7 +73,7 @@ def _take_events_orm(*, ids: Sequence | None, limit: int, now: dt.datetime, crea
         waiting = waiting.filter(id__in=list(ids))
     if created_before is not None:
         waiting = waiting.filter(created_at__lt=created_before)
-    events = list(waiting.order_by("created_at")[:limit])
+    events = list(waiting.order_by("created_at", "pk")[:limit])
     if events:
         AutomationEvent.objects.filter(id__in=[e.id for e in events]).update(processed_at=now)
         for event in events:
@@ -96,13 +96,11 @@ def _take_events_postgresql(*, ids: Sequence | None, limit: int, now: dt.datetim
         UPDATE {table} SET {processed} = %(now)s
         WHERE {pk} IN (
             SELECT {pk} FROM {table} WHERE {processed} IS NULL {" ".join(filters)}
-            ORDER BY {created} LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+            ORDER BY {created}, {pk} LIMIT %(limit)s FOR UPDATE SKIP LOCKED
         )
         RETURNING *
     """  # noqa: S608 (identifiers from the model's metadata)
-    events = list(AutomationEvent.objects.raw(sql, params))
-    events.sort(key=lambda e: e.created_at)
-    return events
+    return sorted(AutomationEvent.objects.raw(sql, params), key=lambda e: (e.created_at, e.pk))
 
 
 take_events = Statement(_take_events_orm, _take_events_postgresql)
@@ -289,13 +287,20 @@ def _claim_runs_orm(
     )
     if ids is not None:
         claimable = claimable.filter(id__in=list(ids))
-    pks = list(claimable.order_by(F("next_attempt_at").asc(nulls_first=True)).values_list("pk", flat=True)[:limit])
+    pks = list(
+        claimable.order_by(F("next_attempt_at").asc(nulls_first=True), "pk").values_list("pk", flat=True)[:limit]
+    )
     if not pks:
         return []
     AutomationLog.objects.filter(pk__in=pks).update(
         status=RunStatus.RUNNING, lease_until=lease, worker_id=worker_id, attempts=F("attempts") + 1, started_at=now
     )
-    return sorted(AutomationLog.objects.filter(pk__in=pks), key=lambda log: pks.index(log.pk))
+    return sorted(AutomationLog.objects.filter(pk__in=pks), key=_due_order)
+
+
+def _due_order(log: AutomationLog) -> tuple:
+    """Oldest due first (held runs, which have no due time, before them), then by id."""
+    return (log.next_attempt_at is not None, log.next_attempt_at or dt.datetime.min.replace(tzinfo=dt.UTC), log.pk)
 
 
 def _claim_runs_postgresql(
@@ -333,13 +338,11 @@ def _claim_runs_postgresql(
             {_column(AutomationLog, "started_at")} = %(now)s
         WHERE {pk} IN (
             SELECT {pk} FROM {table} WHERE {condition}
-            ORDER BY {col["next_attempt_at"]} ASC NULLS FIRST LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+            ORDER BY {col["next_attempt_at"]} ASC NULLS FIRST, {pk} LIMIT %(limit)s FOR UPDATE SKIP LOCKED
         )
         RETURNING *
     """  # noqa: S608 (identifiers from the model's metadata)
-    logs = list(AutomationLog.objects.raw(sql, params))
-    logs.sort(key=lambda log: (log.next_attempt_at is not None, log.next_attempt_at or now))
-    return logs
+    return sorted(AutomationLog.objects.raw(sql, params), key=_due_order)
 
 
 claim_runs = Statement(_claim_runs_orm, _claim_runs_postgresql)
