@@ -46,8 +46,19 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  { echo "Could not install chromium (need root and apt): install it, then re-run make test"; exit 1; }; }
 
+# The engine's own tests and the fault tests run twice: on the embedded queue (the whole suite), then on
+# the distributed queue (RQ) against the local Redis. CI sets REQUIRE_REDIS=1 so a missing Redis fails.
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+ENGINE_TESTS := tests/automations/test_executor.py tests/automations/test_batches.py \
+	tests/automations/test_dispatcher.py tests/automations/test_faults.py tests/automations/test_distributed.py
+
 test: $(VENV)/.dev chromium
 	$(PY) -m pytest
+	@if $(PY) -c "import redis; redis.Redis.from_url('$(TEST_BROKER_URL)', socket_connect_timeout=1).ping()" 2>/dev/null; then \
+	  echo "Engine and fault tests again on the distributed queue (TASKS_BACKEND=rq, $(TEST_BROKER_URL))"; \
+	  TASKS_BACKEND=rq TASKS_BROKER_URL=$(TEST_BROKER_URL) $(PY) -m pytest $(ENGINE_TESTS); \
+	elif [ -n "$(REQUIRE_REDIS)" ]; then echo "Redis is not answering at $(TEST_BROKER_URL)"; exit 1; \
+	else echo "*** Redis is not answering at $(TEST_BROKER_URL): the distributed-queue pass was SKIPPED (CI runs it)"; fi
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

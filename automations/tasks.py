@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.utils import InterfaceError, OperationalError
 from django.tasks import task
+from django.utils import timezone
 
 from . import batches, ledger, matching, recovery
 from .batches import BatchOutcome
@@ -112,9 +113,13 @@ def schedule(logs: Iterable[AutomationLog]) -> None:
     distributed backend. The embedded queue finds them by their due time."""
     if embedded_queue():
         return
+    now = timezone.now()
     for log in logs:
         if log.status in (RunStatus.PENDING, RunStatus.RETRYING) and log.next_attempt_at is not None:
-            _send(run_automation.using(run_after=log.next_attempt_at), log_id=str(log.pk))
+            due_later = log.next_attempt_at > now
+            _send(
+                run_automation.using(run_after=log.next_attempt_at) if due_later else run_automation, log_id=str(log.pk)
+            )
 
 
 def _send(task_or_variant, **kwargs) -> None:

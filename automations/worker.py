@@ -30,6 +30,7 @@ import threading
 import time
 
 import django_rq
+import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
@@ -330,10 +331,20 @@ class EngineWorker:
 
         thread = threading.Thread(target=upkeep_loop, name="automations-upkeep", daemon=True)
         thread.start()
-        queue = django_rq.get_queue(settings.AUTOMATIONS_QUEUE, job_class=Job)
-        rq_worker = SimpleWorker([queue], connection=queue.connection, job_class=Job)
+        backoff = 1.0
         try:
-            rq_worker.work(with_scheduler=True, burst=self.batch, logging_level="WARNING")
+            while True:
+                try:
+                    queue = django_rq.get_queue(settings.AUTOMATIONS_QUEUE, job_class=Job)
+                    rq_worker = SimpleWorker([queue], connection=queue.connection, job_class=Job)
+                    rq_worker.work(with_scheduler=True, burst=self.batch, logging_level="WARNING")
+                    break  # a stop was asked for (SIGTERM / SIGINT), or burst mode found nothing more
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                    # The broker went away mid-job. The run's state is in the database: the job is lost
+                    # at worst, and the upkeep recovers its work. Start a fresh RQ worker once it is back.
+                    logger.warning("broker unavailable (%s); reconnecting in %.0f s", exc, backoff)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 10)
         finally:
             stop.set()
             thread.join(timeout=30)

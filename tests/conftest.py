@@ -1,4 +1,6 @@
 import pytest
+import redis
+from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -18,6 +20,19 @@ def _fresh_throttle_counters():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _empty_broker():
+    """With a distributed task backend (``TASKS_BACKEND=rq``), every test starts on an empty broker."""
+    if settings.AUTOMATIONS_EMBEDDED_QUEUE:
+        yield
+        return
+    broker = redis.Redis.from_url(settings.TASKS_BROKER_URL)
+    broker.flushdb()
+    yield
+    broker.flushdb()
+    broker.close()
 
 
 @pytest.fixture

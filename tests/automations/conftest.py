@@ -6,6 +6,7 @@ from rest_framework import serializers
 from automations.action_types.base import ActionType
 from automations.models import AutomationRule
 from automations.worker import EngineWorker
+from tests.automations.processes import Receiver, WebServers, Workers
 from tests.factories import RecordFactory
 
 
@@ -74,13 +75,35 @@ def make_rule(entity):
 
 
 def run_worker():
-    """Run the real worker loop in this process until nothing is due (batch mode); returns the number of
-    runs it executed."""
-    worker = EngineWorker(interval=0, recovery_interval=None, batch=True, worker_id="test-worker")
-    worker.run()
-    return worker.executed
+    """Run the real worker in this process until nothing is due (batch mode): the embedded loop, or with
+    ``TASKS_BACKEND=rq`` an RQ worker in burst mode on the local Redis."""
+    EngineWorker(interval=0, recovery_interval=None, batch=True, worker_id="test-worker").run()
 
 
 @pytest.fixture
 def worker():
     return run_worker
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP receiver on 127.0.0.1 (threaded; scripted answers per path)."""
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """Starts ``automations_worker`` subprocesses; kills what is left at the end."""
+    pool = Workers(tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+def web_servers(tmp_path):
+    """Starts gunicorn instances; kills what is left at the end."""
+    pool = WebServers(tmp_path)
+    yield pool
+    pool.stop_all()

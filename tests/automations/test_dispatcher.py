@@ -3,10 +3,10 @@ distributed backend, one message per write at commit."""
 
 import pytest
 from django.db import connection, transaction
-from django.tasks import task_backends
 from django.test.utils import CaptureQueriesContext
 
 from automations.models import AutomationEvent
+from automations.tasks import process_events
 from records import services
 from records.models import Record
 
@@ -18,7 +18,7 @@ def distributed(settings):
     """A distributed task backend that keeps what it is sent (Django's dummy backend)."""
     settings.AUTOMATIONS_EMBEDDED_QUEUE = False
     settings.TASKS = DUMMY_TASKS  # Django rebuilds its task backends when TASKS changes
-    backend = task_backends["default"]
+    backend = process_events.get_backend()
     backend.clear()
     return backend
 
@@ -41,7 +41,8 @@ def test_create_update_delete_each_capture_one_event(entity):
     assert deleted.record_id == snapshot_id and deleted.record["data"]["status"] == "Contacted"
 
 
-def test_the_embedded_queue_needs_no_message_beside_the_event(entity, django_capture_on_commit_callbacks):
+def test_the_embedded_queue_needs_no_message_beside_the_event(entity, settings, django_capture_on_commit_callbacks):
+    settings.AUTOMATIONS_EMBEDDED_QUEUE = True
     with django_capture_on_commit_callbacks() as callbacks:
         services.record_create(entity=entity, data={"name": "Ada"})
     assert callbacks == [] and AutomationEvent.objects.filter(processed_at__isnull=True).count() == 1

@@ -418,7 +418,7 @@ def test_real_worker_loop_drains_the_queue(entity, make_rule, scripted, worker):
     make_rule()
     services.record_bulk_create(entity=entity, items=[{"name": f"L{i}"} for i in range(10)])
     services.record_create(entity=entity, data={"name": "single"})
-    assert worker() == 11
+    worker()
     assert AutomationLog.objects.filter(status=RunStatus.SUCCESS).count() == 11
     assert AutomationEvent.objects.filter(processed_at__isnull=True).count() == 0
 

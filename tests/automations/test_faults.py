@@ -1,6 +1,7 @@
 """Fault injection against real worker processes (``manage.py automations_worker`` subprocesses on the
 pytest database) and a real HTTP receiver: killed workers, failing receivers, many workers on one queue,
-killed database connections, SIGTERM, rolled-back writes.
+killed database connections, SIGTERM, rolled-back writes. ``make test`` runs this file twice: on the
+embedded queue, and with ``TASKS_BACKEND=rq`` (the workers then run RQ workers on the local Redis).
 
 PostgreSQL only (the workers are separate processes sharing the database). Every wait polls with a
 deadline. The four-workers test uses ``FAULT_TEST_RUNS`` runs (default 5,000, about 35 s on two cores;
@@ -11,27 +12,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 
 from automations.models import AutomationEvent, AutomationLog, AutomationRule, RunStatus, WorkerProcess
 from records import services
 from records.models import Record
+from tests.automations.processes import Receiver, database_url, wait_until
 from tests.factories import AutomationRuleFactory
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
-LEASE_SECONDS = 3
 RUNS = int(os.environ.get("FAULT_TEST_RUNS", "5000"))
 
 
@@ -42,153 +36,6 @@ def _postgresql_only():
             "fault tests run real worker processes that share the database: they need PostgreSQL "
             "(DATABASE_URL=postgres://...), not SQLite"
         )
-
-
-def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.1):
-    """Poll ``predicate`` until truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-# --------------------------------------------------------------------------- receiver
-
-
-class Receiver:
-    """A threaded HTTP/1.1 receiver. ``plan(path, [(status, delay), ...])`` scripts the next answers of a
-    path (then 200 at once). Every request is recorded on arrival, before its answer."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.hits: list[dict] = []
-        self.plans: dict[str, list[tuple[int, float]]] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    receiver.hits.append(
-                        {"path": self.path, "webhook_id": self.headers.get("webhook-id"), "at": time.monotonic()}
-                    )
-                    plan = receiver.plans.get(self.path) or []
-                    status, delay = plan.pop(0) if plan else (200, 0.0)
-                if delay:
-                    time.sleep(delay)
-                body = b"{}"
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:  # the worker died while we were answering
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def plan(self, path: str, answers: list[tuple[int, float]]) -> None:
-        with self.lock:
-            self.plans[path] = list(answers)
-
-    def requests(self, path: str | None = None) -> list[dict]:
-        with self.lock:
-            return [h for h in self.hits if path is None or h["path"] == path]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
-
-
-# --------------------------------------------------------------------------- worker processes
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    auth = quote(db.get("USER") or "")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"])
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
-
-
-class Workers:
-    """Starts ``manage.py automations_worker`` subprocesses on the test database; kills leftovers."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, name: str = "w", *args: str, **env: str) -> subprocess.Popen:
-        environment = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE": "true",
-            "AUTOMATIONS_RUN_LEASE_SECONDS": str(LEASE_SECONDS),
-            "AUTOMATIONS_RECOVERY_INTERVAL": "1",
-            "AUTOMATIONS_RECOVERY_GRACE_SECONDS": "2",
-            "AUTOMATIONS_RETRY_SCHEDULE": "1,1,1",
-            "AUTOMATIONS_RETRY_JITTER": "0",
-            "AUTOMATIONS_WORKER_POLL_INTERVAL": "0.2",
-            "AUTOMATIONS_LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
-        log = open(self.tmp_path / f"worker-{name}-{len(self.procs)}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "automations_worker", "--worker-id", f"{name}-{len(self.procs)}", *args],
-            cwd=ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        proc.log_path = log.name
-        log.close()
-        self.procs.append(proc)
-        return proc
-
-    def output(self) -> str:
-        return "\n".join(Path(p.log_path).read_text() for p in self.procs)
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-        for proc in self.procs:
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def workers(tmp_path):
-    pool = Workers(tmp_path)
-    yield pool
-    pool.stop_all()
 
 
 def webhook_rule(receiver: Receiver, path: str, **kwargs) -> AutomationRule:
@@ -309,7 +156,7 @@ def test_workers_reconnect_after_their_connections_are_killed_and_lose_no_run(re
     rule = webhook_rule(receiver, "/load")
     total = 400
     procs = [workers.start("a"), workers.start("b")]
-    wait_until(lambda: _listeners() >= 2, timeout=30, what="both workers to LISTEN")
+    wait_until(lambda: _ready_workers() >= 2, timeout=30, what="both workers to be ready")
     for start in range(0, total, 100):
         services.record_bulk_create(entity=rule.entity, items=[{"name": f"L{i}"} for i in range(start, start + 100)])
     killed = 0
@@ -331,12 +178,16 @@ def test_workers_reconnect_after_their_connections_are_killed_and_lose_no_run(re
     assert not AutomationEvent.objects.filter(processed_at__isnull=True).exists()
 
 
-def _listeners() -> int:
+def _ready_workers() -> int:
+    """Workers registered and, on the embedded queue, listening for events."""
+    registered = WorkerProcess.objects.filter(stopped_at__isnull=True).count()
+    if not settings.AUTOMATIONS_EMBEDDED_QUEUE:
+        return registered
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %%'"
         )
-        return cursor.fetchone()[0]
+        return min(registered, cursor.fetchone()[0])
 
 
 # --------------------------------------------------------------------------- 5. SIGTERM
