@@ -189,12 +189,13 @@ class WebServers(Processes):
                 proc.wait(timeout=10)
 
     def start(self, *, workers: int = 1, **env: str) -> str:
+        """A gunicorn instance on a free port; returns its base URL. ``env`` adds to the environment."""
         port = free_port()
         argv = [
             sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
             "--workers", str(workers), "--log-level", "warning",
         ]  # fmt: skip
-        self.spawn(f"web-{port}", argv, process_env(API_THROTTLE_WRITE="1000000/min"))
+        self.spawn(f"web-{port}", argv, process_env(**{"API_THROTTLE_WRITE": "1000000/min", **env}))
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(url), timeout=30, what=f"gunicorn on port {port}")
         return url

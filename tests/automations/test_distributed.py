@@ -130,3 +130,24 @@ def test_two_web_nodes_and_four_workers_deliver_every_record_once(receiver, work
     assert len(set(AutomationLog.objects.filter(automation=rule).values_list("worker_id", flat=True))) == 4, (
         settings.TASKS_BACKEND
     )
+
+
+def test_cache_url_shares_the_api_throttle_between_web_nodes(web_servers, tmp_path):
+    """Without CACHE_URL each process counts for itself; with it, every node counts in the same Redis."""
+    counters = PrivateRedis(tmp_path)
+    counters.start()
+    try:
+        owner = MembershipFactory(role=Role.OWNER)
+        entity = EntityFactory(workspace=owner.workspace)
+        env = {"API_THROTTLE_WRITE": "6/min", "CACHE_URL": counters.url}
+        nodes = [web_servers.start(**env), web_servers.start(**env)]
+        path = f"/api/v1/workspaces/{owner.workspace_id}/entities/{entity.id}/records/"
+        headers = {"Authorization": f"Token {owner.user.auth_token.key}"}
+        answers = [
+            requests.post(f"{nodes[i % 2]}{path}", json={"data": {"name": f"n{i}"}}, headers=headers, timeout=30)
+            for i in range(8)
+        ]
+        assert [a.status_code for a in answers] == [201] * 6 + [429] * 2  # 3 + 3 writes, then both refuse
+        assert answers[-1].json()["success"] is False and int(answers[-1].headers["Retry-After"]) > 0
+    finally:
+        counters.stop()
