@@ -50,7 +50,8 @@ chromium:
 # the distributed queue (RQ) against the local Redis. CI sets REQUIRE_REDIS=1 so a missing Redis fails.
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 ENGINE_TESTS := tests/automations/test_executor.py tests/automations/test_batches.py \
-	tests/automations/test_dispatcher.py tests/automations/test_faults.py tests/automations/test_distributed.py
+	tests/automations/test_dispatcher.py tests/automations/test_faults.py tests/automations/test_distributed.py \
+	tests/automations/test_takeover.py
 
 test: $(VENV)/.dev chromium
 	$(PY) -m pytest

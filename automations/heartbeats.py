@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
 from django.conf import settings
@@ -36,6 +37,7 @@ class Registration:
     def __init__(self) -> None:
         self.worker_id = ""  # "" until registered: runs claimed then are guarded by their lease only
         self.lost = threading.Event()
+        self.last_beat = 0.0  # time.monotonic() of the last heartbeat that found the row alive
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -61,6 +63,7 @@ class Registration:
                 },
             )
             self.lost.clear()
+            self.last_beat = time.monotonic()
             if beat_in_background and (self._thread is None or not self._thread.is_alive()):
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._beat_forever, name="automations-heartbeat", daemon=True)
@@ -74,10 +77,25 @@ class Registration:
         alive = WorkerProcess.objects.filter(id=self.worker_id, stopped_at__isnull=True).update(
             last_seen_at=timezone.now()
         )
-        if not alive and not self.lost.is_set():
+        if alive:
+            self.last_beat = time.monotonic()
+        elif not self.lost.is_set():
             logger.warning("worker %s was declared dead while it was paused; it re-registers", self.worker_id)
             self.lost.set()
         return bool(alive)
+
+    def still_mine(self) -> bool:
+        """May this process go on with the runs it holds? Not when its row was stopped (declared dead), and
+        not before checking when its last good heartbeat is older than half the dead-after time (the process
+        was paused, or its heartbeat thread could not reach the database): asked before each run."""
+        if self.lost.is_set():
+            return False
+        if self.worker_id and time.monotonic() - self.last_beat > settings.AUTOMATIONS_WORKER_DEAD_AFTER_SECONDS / 2:
+            try:
+                return self.beat()
+            except Exception:  # cannot tell: stop rather than deliver runs another worker may hold
+                return False
+        return True
 
     def _beat_forever(self) -> None:
         interval = float(settings.AUTOMATIONS_WORKER_HEARTBEAT_SECONDS)

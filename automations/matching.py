@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
@@ -103,17 +104,27 @@ def runs_for(events: list[AutomationEvent], now: dt.datetime) -> tuple[list[Auto
     return logs, to_run
 
 
+@dataclass
+class Matched:
+    """What one matching transaction did: the events it took, every run it logged, the runs to execute now
+    (claimed by this worker)."""
+
+    events: int = 0
+    logs: list[AutomationLog] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+
+
 def take_and_match(
     *, ids: Sequence | None = None, limit: int = 50, created_before: dt.datetime | None = None
-) -> tuple[list[AutomationLog], list[Run]]:
-    """In one transaction: take up to ``limit`` waiting events (only ``ids`` when given; row locks make
-    other workers skip them), log their runs, mark them processed. Returns (every run logged, the runs
-    to execute now). A worker dying before the commit leaves the events waiting, untouched."""
+) -> Matched:
+    """In one transaction: take up to ``limit`` waiting events (only ``ids`` when given; only those created
+    before ``created_before`` when given; row locks make other workers skip them), log their runs, mark
+    them processed. A worker dying before the commit leaves the events waiting, untouched."""
     now = timezone.now()
     with transaction.atomic():
         events = sql.take_events(ids=ids, limit=limit, now=now, created_before=created_before)
         if not events:
-            return [], []
+            return Matched()
         logs, to_run = runs_for(events, now)
         sql.insert_runs(logs, now)
-    return logs, to_run
+    return Matched(events=len(events), logs=logs, runs=to_run)

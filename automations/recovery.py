@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from . import heartbeats, ledger, matching
 from .ledger import Run
-from .models import AutomationLog
 
 
 def held_by_the_gone(*, limit: int) -> list[Run]:
@@ -24,7 +23,7 @@ def _grace() -> dt.datetime:
     return timezone.now() - dt.timedelta(seconds=settings.AUTOMATIONS_RECOVERY_GRACE_SECONDS)
 
 
-def stranded_events(*, limit: int) -> tuple[list[AutomationLog], list[Run]]:
+def stranded_events(*, limit: int) -> matching.Matched:
     """Match events that waited longer than ``AUTOMATIONS_RECOVERY_GRACE_SECONDS`` (their enqueue was lost)."""
     return matching.take_and_match(limit=limit, created_before=_grace())
 

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from . import batches, ledger, matching, recovery
 from .batches import BatchOutcome
+from .heartbeats import current as registration
 from .ledger import Run
 from .models import AutomationLog, RunStatus
 
@@ -64,8 +65,8 @@ def handle_events(
     *, ids: Iterable | None = None, limit: int | None = None, keep_going: KeepGoing = None
 ) -> BatchOutcome:
     """Match up to ``limit`` waiting events (only ``ids`` when given) and execute the runs they start."""
-    logs, runs = matching.take_and_match(ids=None if ids is None else list(ids), limit=limit or batch_size())
-    return _execute(runs, keep_going, waiting=logs)
+    matched = matching.take_and_match(ids=None if ids is None else list(ids), limit=limit or batch_size())
+    return _execute(matched.runs, keep_going, waiting=matched.logs)
 
 
 def handle_due_runs(
@@ -77,21 +78,36 @@ def handle_due_runs(
 
 
 def take_over(*, limit: int = 500, keep_going: KeepGoing = None) -> BatchOutcome:
-    """Execute again the runs of dead workers and runs past their lease."""
-    runs = recovery.held_by_the_gone(limit=limit)
-    if runs:
+    """Execute again the runs of dead workers and runs past their lease, a batch at a time (a worker
+    never holds more than a batch, so its own runs stay quick to take over if it dies too)."""
+    outcome = BatchOutcome()
+    while len(outcome.executed) < limit and (keep_going is None or keep_going()):
+        runs = recovery.held_by_the_gone(limit=min(batch_size(), limit - len(outcome.executed)))
+        if not runs:
+            break
         logger.info("taking over %d run(s) from dead or stuck workers", len(runs))
-    return _execute(runs, keep_going)
+        done = _execute(runs, keep_going)
+        outcome.executed += done.executed
+        outcome.released += done.released
+    return outcome
 
 
 def recover_lost(*, limit: int = 500, keep_going: KeepGoing = None) -> dict[str, int]:
-    """Distributed queue: events and due runs whose message never arrived (older than the recovery grace)."""
-    logs, runs = recovery.stranded_events(limit=limit)
-    found = {"events": len({log.event_id for log in logs}), "runs": 0}
-    _execute(runs, keep_going, waiting=logs)
-    overdue = recovery.overdue_runs(limit=limit)
-    found["runs"] = len(overdue)
-    _execute(overdue, keep_going)
+    """Distributed queue: events and due runs whose message never arrived (older than the recovery grace),
+    a batch at a time."""
+    found = {"events": 0, "runs": 0}
+    while found["events"] < limit and (keep_going is None or keep_going()):
+        matched = recovery.stranded_events(limit=batch_size())
+        if not matched.events:
+            break
+        found["events"] += matched.events
+        _execute(matched.runs, keep_going, waiting=matched.logs)
+    while found["runs"] < limit and (keep_going is None or keep_going()):
+        overdue = recovery.overdue_runs(limit=batch_size())
+        if not overdue:
+            break
+        found["runs"] += len(overdue)
+        _execute(overdue, keep_going)
     if found["events"] or found["runs"]:
         logger.info("recovered %d lost event(s) and %d overdue run(s)", found["events"], found["runs"])
     return found
@@ -153,12 +169,18 @@ def _with_database(job: Callable):
 
 @task(queue_name=settings.AUTOMATIONS_QUEUE)
 def process_events(event_ids: list[str]) -> int:
-    """Match the events against active rules, log one run per matching rule, execute the runs."""
-    return len(_with_database(lambda: handle_events(ids=event_ids, limit=len(event_ids))).executed)
+    """Match the events against active rules, log one run per matching rule, execute the runs (a batch
+    at a time, so a worker holds few runs: a dead worker's runs are few to take over)."""
+    executed = 0
+    for start in range(0, len(event_ids), batch_size()):
+        chunk = event_ids[start : start + batch_size()]
+        job = lambda chunk=chunk: handle_events(ids=chunk, limit=len(chunk), keep_going=registration.still_mine)  # noqa: E731
+        executed += len(_with_database(job).executed)
+    return executed
 
 
 @task(queue_name=settings.AUTOMATIONS_QUEUE)
 def run_automation(log_id: str) -> str | None:
     """Run (or retry) one waiting run when it is due; None when it was not due or someone else has it."""
-    outcome = _with_database(lambda: handle_due_runs(ids=[log_id], limit=1))
+    outcome = _with_database(lambda: handle_due_runs(ids=[log_id], limit=1, keep_going=registration.still_mine))
     return outcome.executed[0].status if outcome.executed else None

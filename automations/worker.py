@@ -201,7 +201,7 @@ class EngineWorker:
         signal.signal(signal.SIGINT, self._stop)
 
     def keep_going(self) -> bool:
-        return self.running and not registration.lost.is_set()
+        return self.running and registration.still_mine()
 
     # ------------------------------------------------------------------ loop
 
@@ -317,7 +317,7 @@ class EngineWorker:
                     close_old_connections()
                     if registration.lost.is_set():
                         self._register()
-                    self.upkeep.run(keep_going=lambda: not stop.is_set())
+                    self.upkeep.run(keep_going=lambda: not stop.is_set() and registration.still_mine())
                     backoff = 0.5
                 except (OperationalError, InterfaceError, DatabaseError) as exc:
                     logger.warning("upkeep: database unavailable (%s)", exc)

@@ -25,7 +25,7 @@ def echo_name(ctx):
 def claimed_runs(count, entity):
     for i in range(count):
         services.record_create(entity=entity, data={"name": f"L{i}"})
-    return matching.take_and_match(limit=count)[1]
+    return matching.take_and_match(limit=count).runs
 
 
 def executed(outcome):
@@ -182,7 +182,7 @@ def test_a_logged_run_copies_its_event_field_for_field(entity, make_rule, script
     AutomationEvent.objects.update(processed_at=T0)  # only the update below matters
     services.record_update(record=record, data={"name": "Grace"}, actor=owner)
     event = AutomationEvent.objects.get(processed_at__isnull=True)
-    ((log, rule),) = matching.take_and_match(ids=[event.id])[1]
+    ((log, rule),) = matching.take_and_match(ids=[event.id]).runs
     stored = AutomationLog.objects.get()
     assert stored.pk == log.pk == matching.run_id_for(event.id, rule.id)
     assert (stored.workspace_id, stored.entity_id, stored.record_id) == (

@@ -270,7 +270,7 @@ def test_a_cycle_between_two_rules_stops_at_the_first_repeat(entity, make_rule, 
 
 def _match_without_executing():
     """A worker matched the waiting events and claimed their runs, then died before executing them."""
-    return matching.take_and_match()[1]
+    return matching.take_and_match().runs
 
 
 def test_take_over_resumes_a_run_whose_worker_is_stuck_once_its_lease_expires(entity, make_rule, scripted, settings):

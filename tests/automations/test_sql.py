@@ -171,7 +171,7 @@ def test_finish_successes(entity, make_rule):
     make_rule()
     for i in range(4):
         services.record_create(entity=entity, data={"name": f"L{i}"})
-    _, runs = matching.take_and_match(limit=10)
+    runs = matching.take_and_match(limit=10).runs
     lease = runs[0][0].lease_until
     AutomationLog.objects.filter(pk=runs[3][0].pk).update(lease_until=lease + dt.timedelta(seconds=5))  # taken over
     group = [
