@@ -1,13 +1,14 @@
-"""manage.py seed_demo: idempotent, password generated once (or DEMO_PASSWORD), engine hook."""
+"""manage.py seed_demo: idempotent, password generated once (or DEMO_PASSWORD), the demo rules."""
 
-import sys
-import types
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from automations.action_types import action_types
+from automations.demo import INBOX_PATH
+from automations.models import AutomationRule
 from records.models import Record
 from workspaces.models import Entity, Membership, Role, Workspace
 
@@ -15,10 +16,11 @@ User = get_user_model()
 
 
 @pytest.fixture
-def repo_root(tmp_path, settings, monkeypatch):
+def repo_root(tmp_path, settings):
     settings.BASE_DIR = tmp_path
     settings.DEMO_PASSWORD = ""
-    monkeypatch.setitem(sys.modules, "automations.demo", None)  # the engine's hook absent: skipped quietly
+    # The demo webhook rule posts to this machine, as under `make run`.
+    settings.AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     return tmp_path
 
 
@@ -35,7 +37,12 @@ def counts():
         Membership.objects.count(),
         Entity.objects.count(),
         Record.objects.count(),
+        AutomationRule.objects.count(),
     )
+
+
+def webhook_rule() -> AutomationRule:
+    return AutomationRule.objects.get(action_type="call_webhook")
 
 
 def test_seed_demo_is_idempotent_and_reuses_the_password(db, repo_root):
@@ -43,14 +50,18 @@ def test_seed_demo_is_idempotent_and_reuses_the_password(db, repo_root):
     password = (repo_root / ".demo-password").read_text().strip()
     assert len(password) >= 12
     assert f"demo / {password}" in first
-    for url in ("http://127.0.0.1:8000/admin/", "http://127.0.0.1:8000/api/v1/", "http://127.0.0.1:8000/api/v1/docs/"):
+    for url in (
+        "http://127.0.0.1:8000/admin/",
+        "http://127.0.0.1:8000/api/v1/",
+        "http://127.0.0.1:8000/api/v1/docs/",
+    ):
         assert url in first
     before = counts()
-    assert before == (1, 1, 1, 1, 5)
+    assert before == (1, 1, 1, 1, 5, len(action_types.names()))
 
-    second = run("--base-url", "https://demo.example.com/")
+    second = run("--base-url", "http://127.0.0.1:9000/")
     assert counts() == before
-    assert f"demo / {password}" in second and "https://demo.example.com/admin/" in second
+    assert f"demo / {password}" in second and "http://127.0.0.1:9000/admin/" in second
 
     user = User.objects.get(username="demo")
     assert user.is_staff and user.is_superuser and user.check_password(password)
@@ -73,12 +84,8 @@ def test_demo_password_env_overrides(db, repo_root, settings):
     assert User.objects.get(username="demo").check_password("Env-Chosen-Password-1")
 
 
-def test_the_automations_hook_is_called_when_present(db, repo_root, monkeypatch):
-    calls = []
-    module = types.ModuleType("automations.demo")
-    module.seed_demo_automations = lambda **kwargs: calls.append(kwargs)
-    monkeypatch.setitem(sys.modules, "automations.demo", module)
-    run("--base-url", "http://localhost:9000")
-    assert len(calls) == 1
-    assert calls[0]["workspace"].name == "Demo workspace" and calls[0]["entity"].name == "Leads"
-    assert calls[0]["user"].username == "demo" and calls[0]["base_url"] == "http://localhost:9000"
+def test_one_active_demo_rule_per_action_type_on_the_leads_entity(db, repo_root):
+    run("--base-url", "http://127.0.0.1:8123")
+    rules = AutomationRule.objects.filter(entity__slug="leads", is_active=True)
+    assert sorted(rules.values_list("action_type", flat=True)) == sorted(action_types.names())
+    assert webhook_rule().action_config["url"] == "http://127.0.0.1:8123" + INBOX_PATH

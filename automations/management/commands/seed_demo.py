@@ -1,8 +1,12 @@
-"""``python manage.py seed_demo [--base-url URL]``: a demo owner, workspace, "Leads" entity and records.
+"""``python manage.py seed_demo [--base-url URL]``: a demo owner, workspace, "Leads" entity, records and
+one automation rule per action type (``automations.demo``).
 
 Safe to re-run: existing objects are reused. The owner ``demo`` is staff and superuser (the admin works
 with the same login); its password is generated once into ``.demo-password`` at the repository root
-(git-ignored) and reused, unless ``DEMO_PASSWORD`` is set."""
+(git-ignored) and reused, unless ``DEMO_PASSWORD`` is set.
+
+It lives in the automations app (not in workspaces) because it seeds all three apps: ``workspaces`` and
+``records`` never import ``automations``, only the reverse."""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from records import services as record_services
 from records.models import Record
 from workspaces import services
 from workspaces.models import Entity, Membership, Role, Workspace
+
+from ...demo import seed_demo_automations
 
 DEMO_USERNAME = "demo"
 DEMO_EMAIL = "demo@example.com"
@@ -94,7 +100,7 @@ class Command(BaseCommand):
             entity = self.ensure_entity(workspace)
             created = self.ensure_records(entity, user)
 
-        self.run_automations_hook(workspace, entity, user, base_url)
+        seed_demo_automations(workspace=workspace, entity=entity, user=user, base_url=base_url)
 
         token = Token.objects.get(user=user).key
         out = self.stdout
@@ -150,11 +156,3 @@ class Command(BaseCommand):
         for data in SAMPLE_LEADS:
             record_services.record_create(entity=entity, data=data, actor=user)
         return len(SAMPLE_LEADS)
-
-    def run_automations_hook(self, workspace: Workspace, entity: Entity, user, base_url: str) -> None:
-        """Demo automation rules come from the engine (``automations.demo``); skipped when it is absent."""
-        try:
-            from automations.demo import seed_demo_automations
-        except ImportError:
-            return
-        seed_demo_automations(workspace=workspace, entity=entity, user=user, base_url=base_url)
