@@ -1,15 +1,17 @@
 """Demo automations for ``manage.py seed_demo`` and a local webhook inbox to watch them fire.
 
 ``seed_demo_automations`` creates one active rule per action type on the demo "Leads" entity (idempotent,
-by rule name). The ``call_webhook`` rule posts to ``/demo/webhook-inbox/`` on the same server, which keeps
-the last deliveries in memory and shows them with their signature checked (only served when
-``DEMO_WEBHOOK_INBOX=true``, as ``make run`` sets it)."""
+by rule name; a re-run on another port moves the webhook rule to that port's inbox). The ``call_webhook``
+rule posts to ``/demo/webhook-inbox/`` on the same server, which keeps the last deliveries in memory and
+shows them with their signature checked (only served when ``DEMO_WEBHOOK_INBOX=true``, as ``make run``
+sets it)."""
 
 from __future__ import annotations
 
 import collections
 import json
 import threading
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -64,17 +66,32 @@ def demo_rules(base_url: str) -> list[dict]:
     ]
 
 
-def seed_demo_automations(*, workspace, entity, user, base_url: str) -> int:
-    """Create the demo rules that do not exist yet (matched by name). Returns how many were created."""
-    from .services import rule_create
+def seed_demo_automations(*, workspace, entity, user, base_url: str) -> dict[str, list[str]]:
+    """Create the demo rules that do not exist yet (matched by name) and point the demo webhook rule at
+    this ``base_url``'s inbox (``make run PORT=9000`` after a first run on 8000). Returns the names of the
+    rules ``created`` and ``moved``."""
+    from .services import rule_create, rule_update
 
-    created = 0
+    done: dict[str, list[str]] = {"created": [], "moved": []}
     for spec in demo_rules(base_url):
-        if AutomationRule.objects.filter(workspace=workspace, entity=entity, name=spec["name"]).exists():
-            continue
-        rule_create(workspace=workspace, actor=user, entity=entity, is_active=True, **spec)
-        created += 1
-    return created
+        rule = AutomationRule.objects.filter(workspace=workspace, entity=entity, name=spec["name"]).first()
+        if rule is None:
+            rule_create(workspace=workspace, actor=user, entity=entity, is_active=True, **spec)
+            done["created"].append(spec["name"])
+        elif (url := _inbox_url_to_move(rule, spec)) is not None:
+            rule_update(rule=rule, actor=user, action_config={**rule.action_config, "url": url})
+            done["moved"].append(spec["name"])
+    return done
+
+
+def _inbox_url_to_move(rule: AutomationRule, spec: dict) -> str | None:
+    """The new inbox URL when ``rule`` is the demo webhook rule still posting to an inbox at another base
+    URL; None when it is up to date or was pointed somewhere else on purpose (kept as the user set it)."""
+    wanted = spec["action_config"].get("url")
+    current = (rule.action_config or {}).get("url")
+    if rule.action_type != spec["action_type"] or not wanted or current == wanted:
+        return None
+    return wanted if urlsplit(current or "").path == INBOX_PATH else None
 
 
 # --------------------------------------------------------------------------- the local webhook inbox

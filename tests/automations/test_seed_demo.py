@@ -1,4 +1,5 @@
-"""manage.py seed_demo: idempotent, password generated once (or DEMO_PASSWORD), the demo rules."""
+"""manage.py seed_demo: idempotent, password generated once (or DEMO_PASSWORD), the demo rules, and a
+re-run on another port moving the demo webhook rule to that port."""
 
 from io import StringIO
 
@@ -89,3 +90,29 @@ def test_one_active_demo_rule_per_action_type_on_the_leads_entity(db, repo_root)
     rules = AutomationRule.objects.filter(entity__slug="leads", is_active=True)
     assert sorted(rules.values_list("action_type", flat=True)) == sorted(action_types.names())
     assert webhook_rule().action_config["url"] == "http://127.0.0.1:8123" + INBOX_PATH
+
+
+def test_rerun_on_another_port_moves_the_webhook_rule_without_duplicating(db, repo_root):
+    run("--base-url", "http://127.0.0.1:8000")
+    rule = webhook_rule()
+    rule.action_config = {**rule.action_config, "headers": {"X-Demo": "kept"}}
+    rule.save(update_fields=["action_config"])
+    before, secret = counts(), rule.signing_secret
+
+    output = run("--base-url", "http://127.0.0.1:9000/")
+
+    assert counts() == before
+    rule = webhook_rule()
+    assert rule.action_config["url"] == "http://127.0.0.1:9000" + INBOX_PATH
+    assert rule.action_config["headers"] == {"X-Demo": "kept"}  # only the URL follows the port
+    assert rule.is_active and rule.signing_secret == secret  # the same rule, not a new one
+    assert "Notify the inbox when a deal is won" in output and "http://127.0.0.1:9000" + INBOX_PATH in output
+
+
+def test_a_webhook_rule_pointed_elsewhere_is_left_alone(db, repo_root):
+    run("--base-url", "http://127.0.0.1:8000")
+    rule = webhook_rule()
+    rule.action_config = {**rule.action_config, "url": "http://127.0.0.1:7000/my-own-receiver/"}
+    rule.save(update_fields=["action_config"])
+    run("--base-url", "http://127.0.0.1:9000")
+    assert webhook_rule().action_config["url"] == "http://127.0.0.1:7000/my-own-receiver/"

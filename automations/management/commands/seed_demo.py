@@ -25,7 +25,7 @@ from records.models import Record
 from workspaces import services
 from workspaces.models import Entity, Membership, Role, Workspace
 
-from ...demo import seed_demo_automations
+from ...demo import INBOX_PATH, seed_demo_automations
 
 DEMO_USERNAME = "demo"
 DEMO_EMAIL = "demo@example.com"
@@ -86,7 +86,10 @@ def demo_password() -> str:
 
 
 class Command(BaseCommand):
-    help = "Create (or reuse) the demo owner, workspace, Leads entity and sample records; print the URLs."
+    help = (
+        "Create (or reuse) the demo owner, workspace, Leads entity, sample records and rules (the webhook rule "
+        "follows --base-url); print the URLs."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the server listens.")
@@ -100,17 +103,19 @@ class Command(BaseCommand):
             entity = self.ensure_entity(workspace)
             created = self.ensure_records(entity, user)
 
-        seed_demo_automations(workspace=workspace, entity=entity, user=user, base_url=base_url)
+        rules = seed_demo_automations(workspace=workspace, entity=entity, user=user, base_url=base_url)
 
         token = Token.objects.get(user=user).key
         out = self.stdout
-        out.write(self.style.SUCCESS(f"Demo data ready ({created} new records)."))
+        out.write(self.style.SUCCESS(f"Demo data ready ({created} new records, {len(rules['created'])} new rules)."))
         out.write(f"  Admin:     {base_url}/admin/")
         out.write(f"  API:       {base_url}/api/v1/")
         out.write(f"  API docs:  {base_url}/api/v1/docs/")
         out.write(f"  Login:     {DEMO_USERNAME} / {password}")
         out.write(f"  API token: {token}  (Authorization: Token <key>)")
         out.write(f"  Workspace: {workspace.id}   Leads entity: {entity.id}")
+        for name in rules["moved"]:
+            out.write(f'  Rule "{name}" now posts to {base_url}{INBOX_PATH}')
 
     def ensure_user(self, password: str):
         User = get_user_model()
