@@ -92,6 +92,13 @@ def test_one_active_demo_rule_per_action_type_on_the_leads_entity(db, repo_root)
     assert webhook_rule().action_config["url"] == "http://127.0.0.1:8123" + INBOX_PATH
 
 
+def test_base_url_default_comes_from_settings(db, repo_root, settings):
+    # `make run` records its base URL in .env (DEMO_BASE_URL), so a plain `manage.py seed_demo` matches it.
+    settings.DEMO_BASE_URL = "http://127.0.0.1:8124"
+    assert "http://127.0.0.1:8124/admin/" in run()
+    assert webhook_rule().action_config["url"] == "http://127.0.0.1:8124" + INBOX_PATH
+
+
 def test_rerun_on_another_port_moves_the_webhook_rule_without_duplicating(db, repo_root):
     run("--base-url", "http://127.0.0.1:8000")
     rule = webhook_rule()

@@ -92,7 +92,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the server listens.")
+        parser.add_argument(
+            "--base-url",
+            default=settings.DEMO_BASE_URL,
+            help="Where the server listens (default: DEMO_BASE_URL, which `make run` records in .env).",
+        )
 
     def handle(self, *args, base_url: str, **options):
         base_url = base_url.rstrip("/")
