@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as pinned static files (the docs work offline)
     "django_tasks_db",
     "anymail",
     "workspaces",
@@ -180,6 +181,10 @@ SPECTACULAR_SETTINGS = {
     '(errors: {"success": false, "message", "errors"}).',
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # From drf-spectacular-sidecar's static files (pinned in requirements.txt), not a CDN at @latest.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "POSTPROCESSING_HOOKS": [

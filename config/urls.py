@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from automations.api.urls import rule_router
 from automations.demo import webhook_inbox
@@ -22,6 +22,8 @@ api_v1 = [
     path(WS + "entities/<uuid:entity_pk>/", include(entity_router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # drf-spectacular's ReDoc page minus its Google Fonts links (offline; ReDoc falls back to system fonts).
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="redoc"),
 ]
 
 urlpatterns = [
