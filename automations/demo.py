@@ -1,4 +1,7 @@
-"""Demo automations for ``manage.py seed_demo`` and a local webhook inbox to watch them fire.
+"""The demo's login, its automations for ``manage.py seed_demo``, and a local webhook inbox to watch them fire.
+
+The demo owner ``demo`` logs in with ``DEMO_PASSWORD`` when set, else with a password generated once into
+``.demo-password`` at the repository root (git-ignored).
 
 ``seed_demo_automations`` creates one active rule per action type on the demo "Leads" entity (idempotent,
 by rule name; a re-run on another port moves the webhook rule to that port's inbox). The ``call_webhook``
@@ -10,10 +13,14 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import secrets
 import threading
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -24,6 +31,39 @@ from .models import AutomationLog, AutomationRule
 from .webhooks import active_secrets, sign
 
 INBOX_PATH = "/demo/webhook-inbox/"
+DEMO_USERNAME = "demo"
+PASSWORD_FILE_NAME = ".demo-password"  # noqa: S105 (a file name, not a password)
+
+
+def password_file() -> Path:
+    return Path(settings.BASE_DIR) / PASSWORD_FILE_NAME
+
+
+def demo_password() -> str:
+    """``DEMO_PASSWORD`` if set, else the password stored in ``.demo-password`` (created once)."""
+    if settings.DEMO_PASSWORD:
+        return settings.DEMO_PASSWORD
+    path = password_file()
+    if path.exists():
+        stored = path.read_text(encoding="utf-8").strip()
+        if stored:
+            return stored
+    password = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    return password
+
+
+def demo_login_hint() -> dict[str, str] | None:
+    """Who to log in as and where the password is (never the password itself: the hint is a web page);
+    None until seed_demo has created the demo owner."""
+    if not get_user_model().objects.filter(username=DEMO_USERNAME).exists():
+        return None
+    return {
+        "username": DEMO_USERNAME,
+        "password_from": "DEMO_PASSWORD" if settings.DEMO_PASSWORD else PASSWORD_FILE_NAME,
+    }
 
 
 def demo_rules(base_url: str) -> list[dict]:

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from automations.api.urls import rule_router
 from automations.demo import webhook_inbox
 from config.api import json_error_view
+from config.landing import landing_page
 from records.api.urls import entity_router, workspace_router
 from workspaces.api.urls import nested_urlpatterns
 from workspaces.api.urls import urlpatterns as workspace_urls
@@ -27,6 +28,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", landing_page, name="landing"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api-auth/", include("rest_framework.urls")),

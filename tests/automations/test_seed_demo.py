@@ -51,10 +51,12 @@ def test_seed_demo_is_idempotent_and_reuses_the_password(db, repo_root):
     password = (repo_root / ".demo-password").read_text().strip()
     assert len(password) >= 12
     assert f"demo / {password}" in first
+    assert "Home:      http://127.0.0.1:8000/\n" in first
     for url in (
         "http://127.0.0.1:8000/admin/",
         "http://127.0.0.1:8000/api/v1/",
         "http://127.0.0.1:8000/api/v1/docs/",
+        "http://127.0.0.1:8000/api/v1/redoc/",
     ):
         assert url in first
     before = counts()

@@ -10,10 +10,6 @@ It lives in the automations app (not in workspaces) because it seeds all three a
 
 from __future__ import annotations
 
-import os
-import secrets
-from pathlib import Path
-
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -25,9 +21,8 @@ from records.models import Record
 from workspaces import services
 from workspaces.models import Entity, Membership, Role, Workspace
 
-from ...demo import INBOX_PATH, seed_demo_automations
+from ...demo import DEMO_USERNAME, INBOX_PATH, demo_password, seed_demo_automations
 
-DEMO_USERNAME = "demo"
 DEMO_EMAIL = "demo@example.com"
 WORKSPACE_NAME = "Demo workspace"
 LEAD_STATUSES = ["New", "Contacted", "Qualified", "Closed Won", "Closed Lost"]
@@ -65,26 +60,6 @@ SAMPLE_LEADS = [
 ]
 
 
-def password_file() -> Path:
-    return Path(settings.BASE_DIR) / ".demo-password"
-
-
-def demo_password() -> str:
-    """``DEMO_PASSWORD`` if set, else the password stored in ``.demo-password`` (created once)."""
-    if settings.DEMO_PASSWORD:
-        return settings.DEMO_PASSWORD
-    path = password_file()
-    if path.exists():
-        stored = path.read_text(encoding="utf-8").strip()
-        if stored:
-            return stored
-    password = secrets.token_urlsafe(12)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(password + "\n")
-    return password
-
-
 class Command(BaseCommand):
     help = (
         "Create (or reuse) the demo owner, workspace, Leads entity, sample records and rules (the webhook rule "
@@ -112,9 +87,10 @@ class Command(BaseCommand):
         token = Token.objects.get(user=user).key
         out = self.stdout
         out.write(self.style.SUCCESS(f"Demo data ready ({created} new records, {len(rules['created'])} new rules)."))
+        out.write(f"  Home:      {base_url}/")
         out.write(f"  Admin:     {base_url}/admin/")
         out.write(f"  API:       {base_url}/api/v1/")
-        out.write(f"  API docs:  {base_url}/api/v1/docs/")
+        out.write(f"  API docs:  {base_url}/api/v1/docs/  (ReDoc: {base_url}/api/v1/redoc/)")
         out.write(f"  Login:     {DEMO_USERNAME} / {password}")
         out.write(f"  API token: {token}  (Authorization: Token <key>)")
         out.write(f"  Workspace: {workspace.id}   Leads entity: {entity.id}")
