@@ -5,7 +5,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from automations.action_types import action_types
 from automations.demo import INBOX_PATH
@@ -125,3 +125,13 @@ def test_a_webhook_rule_pointed_elsewhere_is_left_alone(db, repo_root):
     rule.save(update_fields=["action_config"])
     run("--base-url", "http://127.0.0.1:9000")
     assert webhook_rule().action_config["url"] == "http://127.0.0.1:7000/my-own-receiver/"
+
+
+def test_without_the_allowed_host_it_says_how_to_fix_it(db, repo_root, settings):
+    settings.AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS = []
+    with pytest.raises(CommandError, match="AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS") as error:
+        run("--base-url", "http://127.0.0.1:8000")
+    assert "127.0.0.1 is private" in str(error.value)
+    settings.AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    run("--base-url", "http://127.0.0.1:8000")  # then a re-run completes the demo
+    assert AutomationRule.objects.count() == len(action_types.names())
