@@ -53,11 +53,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as pinned static files (API docs offline)
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
-    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as pinned static files (the docs work offline)
     "django_tasks_db",
     "anymail",
     "workspaces",
