@@ -25,19 +25,12 @@ $(VENV)/.dev: $(VENV)/.base requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-# The local demo: DEBUG on, the demo webhook inbox on, and webhooks allowed to this machine only
-# (127.0.0.1, where the inbox listens). Your own environment variables win.
-run: export DEBUG ?= true
-run: export DEMO_WEBHOOK_INBOX ?= true
-run: export AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS ?= 127.0.0.1
+# The local demo (bin/run-demo): records its settings in .env for later manage.py commands, migrates,
+# seeds, and runs web + workers until Ctrl+C, which stops them all. DEBUG, the demo webhook inbox and
+# webhooks to 127.0.0.1 are on unless your own environment variables say otherwise. `exec`: the script is
+# make's own child, so a SIGTERM that make forwards reaches it too.
 run: $(VENV)/.base
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo --base-url http://$(HOST):$(PORT)
-	@echo "Starting web on http://$(HOST):$(PORT)/ and $(WORKERS) automations worker(s); Ctrl+C stops them."
-	@echo "Demo webhook inbox: http://$(HOST):$(PORT)/demo/webhook-inbox/"
-	@trap 'kill 0' INT TERM EXIT; \
-	for _ in $$(seq $(WORKERS)); do $(PY) manage.py automations_worker & done; \
-	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	@PY=$(PY) HOST=$(HOST) PORT=$(PORT) WORKERS=$(WORKERS) exec bin/run-demo
 
 # The admin browser test drives Debian's Chromium (Playwright's own browser download is never used).
 chromium:

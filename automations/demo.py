@@ -1,17 +1,26 @@
-"""Demo automations for ``manage.py seed_demo`` and a local webhook inbox to watch them fire.
+"""The demo's login, its automations for ``manage.py seed_demo``, and a local webhook inbox to watch them fire.
+
+The demo owner ``demo`` logs in with ``DEMO_PASSWORD`` when set, else with a password generated once into
+``.demo-password`` at the repository root (git-ignored).
 
 ``seed_demo_automations`` creates one active rule per action type on the demo "Leads" entity (idempotent,
-by rule name). The ``call_webhook`` rule posts to ``/demo/webhook-inbox/`` on the same server, which keeps
-the last deliveries in memory and shows them with their signature checked (only served when
-``DEMO_WEBHOOK_INBOX=true``, as ``make run`` sets it)."""
+by rule name; a re-run on another port moves the webhook rule to that port's inbox). The ``call_webhook``
+rule posts to ``/demo/webhook-inbox/`` on the same server, which keeps the last deliveries in memory and
+shows them with their signature checked (only served when ``DEMO_WEBHOOK_INBOX=true``, as ``make run``
+sets it)."""
 
 from __future__ import annotations
 
 import collections
 import json
+import os
+import secrets
 import threading
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -22,6 +31,39 @@ from .models import AutomationLog, AutomationRule
 from .webhooks import active_secrets, sign
 
 INBOX_PATH = "/demo/webhook-inbox/"
+DEMO_USERNAME = "demo"
+PASSWORD_FILE_NAME = ".demo-password"  # noqa: S105 (a file name, not a password)
+
+
+def password_file() -> Path:
+    return Path(settings.BASE_DIR) / PASSWORD_FILE_NAME
+
+
+def demo_password() -> str:
+    """``DEMO_PASSWORD`` if set, else the password stored in ``.demo-password`` (created once)."""
+    if settings.DEMO_PASSWORD:
+        return settings.DEMO_PASSWORD
+    path = password_file()
+    if path.exists():
+        stored = path.read_text(encoding="utf-8").strip()
+        if stored:
+            return stored
+    password = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    return password
+
+
+def demo_login_hint() -> dict[str, str] | None:
+    """Who to log in as and where the password is (never the password itself: the hint is a web page);
+    None until seed_demo has created the demo owner."""
+    if not get_user_model().objects.filter(username=DEMO_USERNAME).exists():
+        return None
+    return {
+        "username": DEMO_USERNAME,
+        "password_from": "DEMO_PASSWORD" if settings.DEMO_PASSWORD else PASSWORD_FILE_NAME,
+    }
 
 
 def demo_rules(base_url: str) -> list[dict]:
@@ -64,17 +106,32 @@ def demo_rules(base_url: str) -> list[dict]:
     ]
 
 
-def seed_demo_automations(*, workspace, entity, user, base_url: str) -> int:
-    """Create the demo rules that do not exist yet (matched by name). Returns how many were created."""
-    from .services import rule_create
+def seed_demo_automations(*, workspace, entity, user, base_url: str) -> dict[str, list[str]]:
+    """Create the demo rules that do not exist yet (matched by name) and point the demo webhook rule at
+    this ``base_url``'s inbox (``make run PORT=9000`` after a first run on 8000). Returns the names of the
+    rules ``created`` and ``moved``."""
+    from .services import rule_create, rule_update
 
-    created = 0
+    done: dict[str, list[str]] = {"created": [], "moved": []}
     for spec in demo_rules(base_url):
-        if AutomationRule.objects.filter(workspace=workspace, entity=entity, name=spec["name"]).exists():
-            continue
-        rule_create(workspace=workspace, actor=user, entity=entity, is_active=True, **spec)
-        created += 1
-    return created
+        rule = AutomationRule.objects.filter(workspace=workspace, entity=entity, name=spec["name"]).first()
+        if rule is None:
+            rule_create(workspace=workspace, actor=user, entity=entity, is_active=True, **spec)
+            done["created"].append(spec["name"])
+        elif (url := _inbox_url_to_move(rule, spec)) is not None:
+            rule_update(rule=rule, actor=user, action_config={**rule.action_config, "url": url})
+            done["moved"].append(spec["name"])
+    return done
+
+
+def _inbox_url_to_move(rule: AutomationRule, spec: dict) -> str | None:
+    """The new inbox URL when ``rule`` is the demo webhook rule still posting to an inbox at another base
+    URL; None when it is up to date or was pointed somewhere else on purpose (kept as the user set it)."""
+    wanted = spec["action_config"].get("url")
+    current = (rule.action_config or {}).get("url")
+    if rule.action_type != spec["action_type"] or not wanted or current == wanted:
+        return None
+    return wanted if urlsplit(current or "").path == INBOX_PATH else None
 
 
 # --------------------------------------------------------------------------- the local webhook inbox

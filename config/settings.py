@@ -4,8 +4,17 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# `make run` writes the demo's variables to .env (git-ignored), so every manage.py command in this
+# checkout behaves like the running app. Real environment variables win over the file; DOTENV_FILE
+# names another file ("" reads none). Tests never read it: pytest exports PYTEST_VERSION, inherited by
+# the processes a test starts, so a developer's .env cannot change what a test sees.
+dotenv_file = os.environ.get("DOTENV_FILE", str(BASE_DIR / ".env"))
+if dotenv_file and "PYTEST_VERSION" not in os.environ:
+    load_dotenv(dotenv_file, override=False)
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -44,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as pinned static files (API docs offline)
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
@@ -123,6 +133,8 @@ SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", True)
 
 # manage.py seed_demo: the demo owner's password (default: generated once into .demo-password).
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "")
+# Where `make run` serves (recorded in .env): seed_demo's default --base-url.
+DEMO_BASE_URL = os.environ.get("DEMO_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 # /demo/webhook-inbox/: a local receiver for the demo call_webhook rule (make run turns it on).
 DEMO_WEBHOOK_INBOX = env_bool("DEMO_WEBHOOK_INBOX", False)
 
@@ -168,6 +180,10 @@ SPECTACULAR_SETTINGS = {
     '(errors: {"success": false, "message", "errors"}).',
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # From drf-spectacular-sidecar's static files (pinned in requirements.txt), not a CDN at @latest.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "POSTPROCESSING_HOOKS": [

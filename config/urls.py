@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from automations.api.urls import rule_router
 from automations.demo import webhook_inbox
 from config.api import json_error_view
+from config.landing import landing_page
 from records.api.urls import entity_router, workspace_router
 from workspaces.api.urls import nested_urlpatterns
 from workspaces.api.urls import urlpatterns as workspace_urls
@@ -22,9 +23,12 @@ api_v1 = [
     path(WS + "entities/<uuid:entity_pk>/", include(entity_router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # drf-spectacular's ReDoc page minus its Google Fonts links (offline; ReDoc falls back to system fonts).
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="redoc"),
 ]
 
 urlpatterns = [
+    path("", landing_page, name="landing"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api-auth/", include("rest_framework.urls")),

@@ -63,7 +63,16 @@ RIGHTS: dict[tuple[str, str], str] = {
 }
 
 # Not under a workspace: checked by their own apps' tests.
-NOT_WORKSPACE_SCOPED = {"api-root", "auth-register", "auth-token", "auth-me", "workspace-list", "schema", "swagger-ui"}
+NOT_WORKSPACE_SCOPED = {
+    "api-root",
+    "auth-register",
+    "auth-token",
+    "auth-me",
+    "workspace-list",
+    "schema",
+    "swagger-ui",
+    "redoc",
+}
 
 # Which object each URL's ``pk`` names (by URL name prefix).
 PK_KIND = {"workspace": "workspace", "member": "member", "entity": "entity", "record": "record", "task": "task"}

@@ -1,19 +1,22 @@
-"""``python manage.py seed_demo [--base-url URL]``: a demo owner, workspace, "Leads" entity and records.
+"""``python manage.py seed_demo [--base-url URL]``: a demo owner, workspace, "Leads" entity, records and
+one automation rule per action type (``automations.demo``).
 
 Safe to re-run: existing objects are reused. The owner ``demo`` is staff and superuser (the admin works
 with the same login); its password is generated once into ``.demo-password`` at the repository root
-(git-ignored) and reused, unless ``DEMO_PASSWORD`` is set."""
+(git-ignored) and reused, unless ``DEMO_PASSWORD`` is set.
+
+It lives in the automations app (not in workspaces) because it seeds all three apps: ``workspaces`` and
+``records`` never import ``automations``, only the reverse."""
 
 from __future__ import annotations
 
-import os
-import secrets
-from pathlib import Path
+import json
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 
 from records import services as record_services
@@ -21,7 +24,8 @@ from records.models import Record
 from workspaces import services
 from workspaces.models import Entity, Membership, Role, Workspace
 
-DEMO_USERNAME = "demo"
+from ...demo import DEMO_USERNAME, INBOX_PATH, demo_password, seed_demo_automations
+
 DEMO_EMAIL = "demo@example.com"
 WORKSPACE_NAME = "Demo workspace"
 LEAD_STATUSES = ["New", "Contacted", "Qualified", "Closed Won", "Closed Lost"]
@@ -59,31 +63,18 @@ SAMPLE_LEADS = [
 ]
 
 
-def password_file() -> Path:
-    return Path(settings.BASE_DIR) / ".demo-password"
-
-
-def demo_password() -> str:
-    """``DEMO_PASSWORD`` if set, else the password stored in ``.demo-password`` (created once)."""
-    if settings.DEMO_PASSWORD:
-        return settings.DEMO_PASSWORD
-    path = password_file()
-    if path.exists():
-        stored = path.read_text(encoding="utf-8").strip()
-        if stored:
-            return stored
-    password = secrets.token_urlsafe(12)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(password + "\n")
-    return password
-
-
 class Command(BaseCommand):
-    help = "Create (or reuse) the demo owner, workspace, Leads entity and sample records; print the URLs."
+    help = (
+        "Create (or reuse) the demo owner, workspace, Leads entity, sample records and rules (the webhook rule "
+        "follows --base-url); print the URLs."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the server listens.")
+        parser.add_argument(
+            "--base-url",
+            default=settings.DEMO_BASE_URL,
+            help="Where the server listens (default: DEMO_BASE_URL, which `make run` records in .env).",
+        )
 
     def handle(self, *args, base_url: str, **options):
         base_url = base_url.rstrip("/")
@@ -94,17 +85,28 @@ class Command(BaseCommand):
             entity = self.ensure_entity(workspace)
             created = self.ensure_records(entity, user)
 
-        self.run_automations_hook(workspace, entity, user, base_url)
+        try:
+            rules = seed_demo_automations(workspace=workspace, entity=entity, user=user, base_url=base_url)
+        except serializers.ValidationError as exc:
+            # In practice the webhook rule's URL on this machine, refused by the SSRF filter.
+            raise CommandError(
+                f"A demo rule was refused: {json.dumps(exc.detail)}. The demo webhook rule posts to this "
+                f"server's inbox ({base_url}{INBOX_PATH}): allow that host with AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS "
+                "(make run sets 127.0.0.1 and records it in .env), then run seed_demo again."
+            ) from exc
 
         token = Token.objects.get(user=user).key
         out = self.stdout
-        out.write(self.style.SUCCESS(f"Demo data ready ({created} new records)."))
+        out.write(self.style.SUCCESS(f"Demo data ready ({created} new records, {len(rules['created'])} new rules)."))
+        out.write(f"  Home:      {base_url}/")
         out.write(f"  Admin:     {base_url}/admin/")
         out.write(f"  API:       {base_url}/api/v1/")
-        out.write(f"  API docs:  {base_url}/api/v1/docs/")
+        out.write(f"  API docs:  {base_url}/api/v1/docs/  (ReDoc: {base_url}/api/v1/redoc/)")
         out.write(f"  Login:     {DEMO_USERNAME} / {password}")
         out.write(f"  API token: {token}  (Authorization: Token <key>)")
         out.write(f"  Workspace: {workspace.id}   Leads entity: {entity.id}")
+        for name in rules["moved"]:
+            out.write(f'  Rule "{name}" now posts to {base_url}{INBOX_PATH}')
 
     def ensure_user(self, password: str):
         User = get_user_model()
@@ -150,11 +152,3 @@ class Command(BaseCommand):
         for data in SAMPLE_LEADS:
             record_services.record_create(entity=entity, data=data, actor=user)
         return len(SAMPLE_LEADS)
-
-    def run_automations_hook(self, workspace: Workspace, entity: Entity, user, base_url: str) -> None:
-        """Demo automation rules come from the engine (``automations.demo``); skipped when it is absent."""
-        try:
-            from automations.demo import seed_demo_automations
-        except ImportError:
-            return
-        seed_demo_automations(workspace=workspace, entity=entity, user=user, base_url=base_url)
