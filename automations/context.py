@@ -25,6 +25,14 @@ class RunContext:
     chain: list[str] = field(default_factory=list)
     chain_depth: int = 0
     batch_id: str | None = None
+    # The step being run: its config, its index, and the results of the earlier steps (``{{ steps[0]... }}``).
+    config: dict[str, Any] | None = None
+    step_index: int = 0
+    steps: list[dict[str, Any] | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.config is None:
+            self.config = self.rule.action_config or {}
 
     @property
     def workspace_id(self) -> str:
@@ -40,10 +48,10 @@ class RunContext:
 
     @property
     def delivery_id(self) -> str:
-        """Stable across the retries of one run: webhook-id and idempotency key."""
-        if self.log is not None:
-            return self.log.delivery_id
-        return "msg_dryrun"
+        """Stable across the retries of one step of one run: webhook-id and idempotency key (the first
+        step keeps the run's own id)."""
+        base = self.log.delivery_id if self.log is not None else "msg_dryrun"
+        return base if self.step_index == 0 else f"{base}_{self.step_index}"
 
     def template_variables(self) -> dict[str, Any]:
         """Variables for user templates: every field of the record at top level (``{{name}}``), plus
@@ -64,6 +72,7 @@ class RunContext:
                 "workspace_id": self.workspace_id,
                 "entity_id": self.entity_id,
                 "event": self.event_type,
+                "steps": self.steps,
             }
         )
         return variables

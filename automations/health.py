@@ -16,6 +16,7 @@ from django.utils import timezone
 from workspaces.models import Membership, Role
 
 from .exceptions import ActionError
+from .ledger import cancel_waiting
 from .models import AutomationRule
 
 logger = logging.getLogger("automations")
@@ -52,6 +53,7 @@ def disable(*, rule: AutomationRule, reason: str) -> bool:
     rule.is_active, rule.disabled_reason, rule.disabled_at = False, reason, now
     if not changed:
         return False
+    cancel_waiting(rule, f"Cancelled: the rule was turned off. {reason}")
     logger.warning("rule %s (%s) turned off: %s", rule.pk, rule.name, reason)
     _email_admins(rule, reason)
     return True

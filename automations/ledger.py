@@ -196,3 +196,12 @@ def release(runs: list[Run]) -> list[AutomationLog]:
                 log.attempts = max(0, (log.attempts or 1) - 1)
                 released.append(log)
     return released
+
+
+def cancel_waiting(rule: AutomationRule, reason: str) -> int:
+    """The rule was turned off: its runs waiting on a delay, a retry or a throttle slot end as skipped with
+    the reason (turning it back on does not bring them back). Returns how many."""
+    now = timezone.now()
+    return AutomationLog.objects.filter(
+        automation=rule, status__in=[RunStatus.PENDING, RunStatus.RETRYING], is_test=False
+    ).update(status=RunStatus.SKIPPED, error=reason, finished_at=now, next_attempt_at=None, lease_until=None)

@@ -77,6 +77,7 @@ def runs_for(events: list[AutomationEvent], now: dt.datetime) -> tuple[list[Auto
                 event_type=event.event_type,
                 trigger_type=rule.trigger_type,
                 action_type=rule.action_type,
+                rule_version=rule.version,
                 chain=event.chain,
                 chain_depth=event.chain_depth,
                 batch_id=event.batch_id,

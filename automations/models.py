@@ -25,9 +25,14 @@ class AutomationRule(models.Model):
     trigger_config = models.JSONField(default=dict, blank=True)
     # {"match": "all"|"any", "rules": [{"field", "op", "value"} | nested group, ...]}; {} = always.
     conditions = models.JSONField(default=dict, blank=True)
+    # What the rule does, in order: [{"type": <action type or "delay">, "config": {...}}, ...] (1 to 20).
+    steps = models.JSONField(default=list, blank=True)
+    # The first step, kept in the seed's columns (list filters, clients of the single-action API).
     action_type = models.CharField(max_length=50)
     action_config = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
+    # 1 at creation, +1 for every change (``RuleVersion`` keeps each one).
+    version = models.PositiveIntegerField(default=1)
 
     signing_secret = models.CharField(max_length=100, default=new_signing_secret)
     # After a rotation the old secret keeps signing (a second signature) until it expires.
@@ -60,6 +65,32 @@ class AutomationRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def step_list(self) -> list[dict]:
+        """The rule's steps; a rule saved before steps existed has its single action as the one step."""
+        return self.steps or [{"type": self.action_type, "config": self.action_config or {}}]
+
+
+class RuleVersion(models.Model):
+    """One version of a rule: who made it, when, which fields changed, and the whole rule as it was then.
+    Runs record the version they started with and execute its steps, whatever happens to the rule."""
+
+    rule = models.ForeignKey(AutomationRule, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changes = models.JSONField(default=list, blank=True, help_text="Names of the fields this version changed.")
+    snapshot = models.JSONField(help_text="The rule's editable fields as this version has them.")
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [models.UniqueConstraint(fields=["rule", "version"], name="uniq_rule_version")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id} v{self.version}"
 
 
 class EventType(models.TextChoices):
@@ -137,6 +168,15 @@ class AutomationLog(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     executed_at = models.DateTimeField(null=True, blank=True)
+
+    # The rule version the run started with (its steps are the ones executed), the step it is at, and each
+    # step's own ledger ([{"index", "type", "status", "attempts", "started_at", "finished_at", "result",
+    # "error"}, ...]; NULL for a run of a one-step rule, whose only step is the run itself).
+    rule_version = models.PositiveIntegerField(null=True, blank=True)
+    current_step = models.PositiveSmallIntegerField(default=0)
+    step_states = models.JSONField(null=True, blank=True)
+    # Manual replays: [{"at", "by" (user id), "from_step"}, ...]
+    replays = models.JSONField(default=list, blank=True)
 
     is_test = models.BooleanField(default=False)
     chain = models.JSONField(default=list, blank=True)

@@ -198,6 +198,7 @@ LOG_VALUES = (
     ("started_at", "timestamptz"),
     ("finished_at", "timestamptz"),
     ("executed_at", "timestamptz"),
+    ("rule_version", "integer"),
 )
 LOG_FROM_EVENT = (
     ("workspace_id", "workspace_id"),

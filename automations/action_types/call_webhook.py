@@ -19,6 +19,14 @@ from .fields import TemplateField
 METHODS = ("POST", "PUT", "PATCH")
 
 
+def _json_or_none(body: str):
+    """The receiver's answer parsed, when it is JSON (later steps use ``{{ steps[i].response_json.id }}``)."""
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
 class CallWebhookConfigSerializer(serializers.Serializer):
     url = serializers.CharField(max_length=2048, trim_whitespace=True)
     method = serializers.CharField(required=False, default="POST")
@@ -66,7 +74,8 @@ class CallWebhook(ActionType):
     ``delivery_id``, ``is_test``. Every request carries ``webhook-id`` (the run's delivery id, the same on
     every retry), ``webhook-timestamp`` and ``webhook-signature``.
 
-    Result: ``{"status_code", "response" (at most 4 KB), "response_truncated", "url", "method",
+    Result: ``{"status_code", "response" (at most 4 KB), "response_json" (that body parsed when it is JSON,
+    else null), "response_truncated", "url", "method",
     "delivery_id", "duration_ms", "request_headers" (redacted)}``; the same shape rides on errors.
     """
 
@@ -93,7 +102,7 @@ class CallWebhook(ActionType):
 
     def build(self, ctx: RunContext) -> dict[str, Any]:
         """Method, URL, body bytes and every header of the request (signatures for this attempt)."""
-        config = ctx.rule.action_config or {}
+        config = ctx.config or {}
         payload = self.payload(ctx)
         template = config.get("body_template")
         if template:
@@ -141,6 +150,7 @@ class CallWebhook(ActionType):
         result.update(
             status_code=response.status_code,
             response=response.body,
+            response_json=_json_or_none(response.body),
             response_truncated=response.truncated,
             duration_ms=response.duration_ms,
         )

@@ -67,7 +67,7 @@ class CreateTask(ActionType):
 
     def build(self, ctx: RunContext) -> dict[str, Any]:
         """The task's rendered fields (no writes)."""
-        config = ctx.rule.action_config or {}
+        config = ctx.config or {}
         variables = ctx.template_variables()
         title = " ".join(render(config.get("title", ""), variables, mode="text").split())[:TITLE_MAX]
         if not title:

@@ -92,7 +92,7 @@ class SendEmail(ActionType):
 
     def build(self, ctx: RunContext) -> dict[str, Any]:
         """Render recipient, subject, HTML and text; raises ``PermanentActionError`` when they are unusable."""
-        config = ctx.rule.action_config or {}
+        config = ctx.config or {}
         variables = ctx.template_variables()
         if config.get("to_email"):
             raw_recipient = render(config["to_email"], variables, mode="subject")

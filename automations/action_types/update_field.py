@@ -81,7 +81,7 @@ class UpdateField(ActionType):
     config_serializer = UpdateFieldConfigSerializer
 
     def _plan(self, ctx: RunContext, *, for_update: bool) -> tuple[Record, str, Any, Any]:
-        config = ctx.rule.action_config or {}
+        config = ctx.config or {}
         field_name = config.get("field_name", "")
         record_id = ctx.record_id
         queryset = Record.objects.select_related("entity")
