@@ -199,7 +199,11 @@ LOG_VALUES = (
     ("finished_at", "timestamptz"),
     ("executed_at", "timestamptz"),
     ("rule_version", "integer"),
+    ("current_step", "integer"),
+    ("step_states", "text"),
+    ("replays", "text"),
 )
+JSON_VALUES = {"result", "step_states", "replays"}  # bound as text, cast to jsonb
 LOG_FROM_EVENT = (
     ("workspace_id", "workspace_id"),
     ("entity_id", "entity_id"),
@@ -231,11 +235,11 @@ def _insert_runs_postgresql(logs: list[AutomationLog], now: dt.datetime) -> None
         log.created_at = now
         for name, _ in LOG_VALUES:
             value = getattr(log, name)
-            arrays[name].append(json_or_none(value) if name == "result" else value)
+            arrays[name].append(json_or_none(value) if name in JSON_VALUES else value)
     targets = [_column(AutomationLog, name) for name, _ in LOG_VALUES] + [
         _column(AutomationLog, name) for name, _ in LOG_FROM_EVENT
     ]
-    selects = [f"v.{_quote(name)}" + ("::jsonb" if name == "result" else "") for name, _ in LOG_VALUES] + [
+    selects = [f"v.{_quote(name)}" + ("::jsonb" if name in JSON_VALUES else "") for name, _ in LOG_VALUES] + [
         f"e.{_column(AutomationEvent, source)}" for _, source in LOG_FROM_EVENT
     ]
     sql = (
