@@ -29,6 +29,8 @@ class RunContext:
     config: dict[str, Any] | None = None
     step_index: int = 0
     steps: list[dict[str, Any] | None] = field(default_factory=list)
+    # Time-based triggers: the occurrence or due time the run is for (ISO 8601), as ``{{ occurrence }}``.
+    occurrence: str | None = None
 
     def __post_init__(self) -> None:
         if self.config is None:
@@ -73,6 +75,7 @@ class RunContext:
                 "entity_id": self.entity_id,
                 "event": self.event_type,
                 "steps": self.steps,
+                "occurrence": self.occurrence,
             }
         )
         return variables

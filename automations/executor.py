@@ -58,6 +58,7 @@ def context_for(
         config=(step or {}).get("config") if step is not None else None,
         step_index=index,
         steps=list(results or []),
+        occurrence=log.due_at.isoformat() if log.due_at else None,
     )
 
 

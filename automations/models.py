@@ -97,6 +97,7 @@ class EventType(models.TextChoices):
     CREATED = "created", "Record created"
     UPDATED = "updated", "Record updated"
     DELETED = "deleted", "Record deleted"
+    TIME = "time", "Time reached"
 
 
 class AutomationEvent(models.Model):
@@ -173,6 +174,9 @@ class AutomationLog(models.Model):
     # step's own ledger ([{"index", "type", "status", "attempts", "started_at", "finished_at", "result",
     # "error"}, ...]; NULL for a run of a one-step rule, whose only step is the run itself).
     rule_version = models.PositiveIntegerField(null=True, blank=True)
+    # Time-based triggers: the occurrence (scheduled) or due time (date_reached) this run is for; one run per
+    # (rule, record, due time), whatever the number of workers.
+    due_at = models.DateTimeField(null=True, blank=True)
     current_step = models.PositiveSmallIntegerField(default=0)
     step_states = models.JSONField(null=True, blank=True)
     # Manual replays: [{"at", "by" (user id), "from_step"}, ...]
@@ -201,6 +205,11 @@ class AutomationLog(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["event", "automation"], condition=Q(event__isnull=False), name="uniq_run_per_event_rule"
+            ),
+            models.UniqueConstraint(
+                fields=["automation", "record_id", "due_at"],
+                condition=Q(due_at__isnull=False, is_test=False),
+                name="uniq_run_per_due_time",
             ),
         ]
 
@@ -232,3 +241,49 @@ class WorkerProcess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.hostname}:{self.pid})"
+
+
+class RuleSchedule(models.Model):
+    """Bookkeeping of a time-based rule (``scheduled``, ``date_reached``), worked by any worker (the row is
+    locked while a page of its records is worked on; other workers skip it).
+
+    ``scheduled``: ``next_fire_at`` is the next cron occurrence; while an occurrence is being fired (its runs
+    made a page of records at a time) ``firing_at`` holds it and ``cursor`` the last record done, so another
+    worker resumes where a dead one stopped. ``date_reached``: while the due times of the entity's existing
+    records are being (re)computed, ``rebuilding`` is set and ``cursor`` walks the records."""
+
+    rule = models.OneToOneField(AutomationRule, primary_key=True, on_delete=models.CASCADE, related_name="schedule")
+    next_fire_at = models.DateTimeField(null=True, blank=True)
+    firing_at = models.DateTimeField(null=True, blank=True)
+    rebuilding = models.BooleanField(default=False)
+    cursor = models.UUIDField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["next_fire_at"], name="schedule_next_fire"),
+            models.Index(
+                fields=["rule"], condition=Q(rebuilding=True) | Q(firing_at__isnull=False), name="schedule_busy"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"schedule of {self.rule_id}"
+
+
+class DueTime(models.Model):
+    """When a ``date_reached`` rule fires for a record (its date field plus the offset). One per (rule,
+    record): moved when the value changes, deleted when it fires (a run is logged for it), when the record is
+    deleted or the rule turned off."""
+
+    id = models.BigAutoField(primary_key=True)
+    rule = models.ForeignKey(AutomationRule, on_delete=models.CASCADE, related_name="due_times")
+    record_id = models.UUIDField()
+    due_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["due_at"], name="due_time_due")]
+        constraints = [models.UniqueConstraint(fields=["rule", "record_id"], name="uniq_due_time_per_record")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id} {self.record_id} at {self.due_at:%Y-%m-%d %H:%M}"

@@ -22,7 +22,7 @@ from django.db.models import Case, F, Q, Value, When
 
 from workspaces.models import Entity
 
-from .models import AutomationEvent, AutomationLog, AutomationRule, RunStatus, WorkerProcess
+from .models import AutomationEvent, AutomationLog, AutomationRule, DueTime, RunStatus, WorkerProcess
 
 
 class Statement:
@@ -409,10 +409,39 @@ def _finish_successes_postgresql(group: list[tuple[AutomationLog, dict]], lease:
 
 finish_successes = Statement(_finish_successes_orm, _finish_successes_postgresql)
 
+# --------------------------------------------------------------------------- due times: take the ones that came
+
+
+def _take_due_times_orm(*, limit: int, now: dt.datetime) -> list[DueTime]:
+    """Lock and delete up to ``limit`` due times that have come (earliest first, skipping those another
+    worker holds); the caller's transaction logs their runs before it commits."""
+    due = list(
+        DueTime.objects.select_for_update(skip_locked=True).filter(due_at__lte=now).order_by("due_at", "id")[:limit]
+    )
+    if due:
+        DueTime.objects.filter(id__in=[d.id for d in due]).delete()
+    return due
+
+
+def _take_due_times_postgresql(*, limit: int, now: dt.datetime) -> list[DueTime]:
+    table, pk, due_at = _table(DueTime), _quote(DueTime._meta.pk.column), _column(DueTime, "due_at")
+    sql = f"""
+        DELETE FROM {table} WHERE {pk} IN (
+            SELECT {pk} FROM {table} WHERE {due_at} <= %(now)s
+            ORDER BY {due_at}, {pk} LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+        )
+        RETURNING *
+    """  # noqa: S608 (identifiers from the model's metadata)
+    return sorted(DueTime.objects.raw(sql, {"now": now, "limit": limit}), key=lambda d: (d.due_at, d.id))
+
+
+take_due_times = Statement(_take_due_times_orm, _take_due_times_postgresql)
+
 STATEMENTS = {
     "take_events": take_events,
     "load_active_rules": load_active_rules,
     "insert_runs": insert_runs,
     "claim_runs": claim_runs,
     "finish_successes": finish_successes,
+    "take_due_times": take_due_times,
 }

@@ -29,7 +29,7 @@ from django.db.utils import InterfaceError, OperationalError
 from django.tasks import task
 from django.utils import timezone
 
-from . import batches, ledger, matching, recovery
+from . import batches, ledger, matching, recovery, schedules
 from .batches import BatchOutcome
 from .heartbeats import current as registration
 from .ledger import Run
@@ -90,6 +90,14 @@ def take_over(*, limit: int = 500, keep_going: KeepGoing = None) -> BatchOutcome
         outcome.executed += done.executed
         outcome.released += done.released
     return outcome
+
+
+def fire_time_triggers(*, keep_going: KeepGoing = None) -> int:
+    """Log the runs of time-based rules whose moment has come (they are then due runs like any other)."""
+    logs = schedules.fire_due_times()
+    logs += schedules.work_schedules(keep_going=keep_going)
+    schedule(logs)
+    return len(logs)
 
 
 def recover_lost(*, limit: int = 500, keep_going: KeepGoing = None) -> dict[str, int]:

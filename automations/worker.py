@@ -34,6 +34,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
+from django.db.models import Q
 from django.db.utils import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 from django_tasks_rq import Job
@@ -41,7 +42,7 @@ from rq import SimpleWorker
 
 from . import retention, tasks
 from .heartbeats import current as registration
-from .models import AutomationEvent, AutomationLog, RunStatus
+from .models import AutomationEvent, AutomationLog, DueTime, RuleSchedule, RunStatus
 
 logger = logging.getLogger("automations")
 
@@ -160,6 +161,8 @@ class Upkeep:
                 float(settings.AUTOMATIONS_WORKER_HEARTBEAT_SECONDS), self.recovery_interval
             )
             tasks.take_over(keep_going=keep_going)
+        if self.distributed:  # the embedded loop fires them with its due-run check
+            tasks.fire_time_triggers(keep_going=keep_going)
         if self.distributed and (force or now >= self.next_recovery):
             self.next_recovery = now + self.recovery_interval
             tasks.recover_lost(keep_going=keep_going)
@@ -266,6 +269,7 @@ class EngineWorker:
                 took_all = worked < limit
                 now = time.monotonic()
                 if now >= next_due_check or events.released:
+                    tasks.fire_time_triggers(keep_going=self.keep_going)
                     due = tasks.handle_due_runs(limit=limit, keep_going=self.keep_going)
                     worked += len(due.executed)
                     took_all = took_all and len(due.executed) < limit
@@ -300,6 +304,10 @@ class EngineWorker:
             AutomationEvent.objects.filter(processed_at__isnull=True).exists()
             or AutomationLog.objects.filter(
                 status__in=[RunStatus.PENDING, RunStatus.RETRYING], next_attempt_at__lte=now
+            ).exists()
+            or DueTime.objects.filter(due_at__lte=now).exists()
+            or RuleSchedule.objects.filter(
+                Q(next_fire_at__lte=now) | Q(firing_at__isnull=False) | Q(rebuilding=True)
             ).exists()
         )
 

@@ -287,6 +287,10 @@ AUTOMATIONS_WORKER_SLOW_RUN_SECONDS = env_float("AUTOMATIONS_WORKER_SLOW_RUN_SEC
 AUTOMATIONS_RETENTION_DAYS = env_int("AUTOMATIONS_RETENTION_DAYS", 7)
 # Workers heartbeat every few seconds; one silent for longer than DEAD_AFTER is dead and its runs are
 # taken over at once (the run lease stays the guard against a live but stuck worker).
+# Time-based triggers: records one occurrence of a scheduled rule may run for (more: the occurrence is logged
+# skipped), and how late a missed occurrence or due time may still fire when a worker comes back.
+AUTOMATIONS_SCHEDULE_MAX_RECORDS = env_int("AUTOMATIONS_SCHEDULE_MAX_RECORDS", 10_000)
+AUTOMATIONS_SCHEDULE_CATCHUP_SECONDS = env_int("AUTOMATIONS_SCHEDULE_CATCHUP_SECONDS", 86_400)
 AUTOMATIONS_WORKER_HEARTBEAT_SECONDS = env_float("AUTOMATIONS_WORKER_HEARTBEAT_SECONDS", 3.0)
 AUTOMATIONS_WORKER_DEAD_AFTER_SECONDS = env_float("AUTOMATIONS_WORKER_DEAD_AFTER_SECONDS", 15.0)
 
