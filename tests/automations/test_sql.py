@@ -9,7 +9,7 @@ import time_machine
 from django.db import connection, transaction
 
 from automations import matching, sql
-from automations.models import AutomationEvent, AutomationLog, AutomationRule, RunStatus, WorkerProcess
+from automations.models import AutomationEvent, AutomationLog, AutomationRule, DueTime, RunStatus, WorkerProcess
 from records import services
 from tests.factories import AutomationRuleFactory
 
@@ -182,6 +182,17 @@ def test_finish_successes(entity, make_rule):
     orm, raw = in_both_forms(sql.finish_successes, lambda form: form(group, lease), lambda: rows(AutomationLog))
     assert orm == raw and raw[0] == 3
     assert sorted(row["status"] for row in raw[1]) == [RunStatus.RUNNING] + [RunStatus.SUCCESS] * 3
+
+
+def test_take_due_times(entity, make_rule):
+    rule = make_rule(trigger_type="date_reached", trigger_config={"field": "name"})
+    records = [services.record_create(entity=entity, data={"name": f"L{i}"}) for i in range(5)]
+    for i, record in enumerate(records):
+        DueTime.objects.create(rule=rule, record_id=record.pk, due_at=T0 + dt.timedelta(minutes=i - 2))
+    orm, raw = in_both_forms(
+        sql.take_due_times, lambda form: [(d.record_id, d.due_at) for d in form(limit=2, now=T0)], lambda: rows(DueTime)
+    )
+    assert orm == raw and [r for r, _ in raw[0]] == [records[0].pk, records[1].pk] and len(raw[1]) == 3
 
 
 def test_every_statement_is_covered_here():
