@@ -315,3 +315,22 @@ def render(template: str, variables: dict[str, Any], *, mode: Mode = "text") -> 
     if mode == "subject" and ("\r" in output or "\n" in output):
         raise TemplateRenderError("The rendered subject contains a line break, which is not allowed in a header.")
     return str(output)
+
+
+def step_references(text: Any) -> set[int]:
+    """The step results a template names (``{{ steps[1].status_code }}`` -> {1}); a template that does not
+    parse names none (its own validation reports it)."""
+    if not isinstance(text, str) or "steps" not in text:
+        return set()
+    try:
+        ast = _environment("text").parse(text)
+    except TemplateSyntaxError:
+        return set()
+    found: set[int] = set()
+    for node in ast.find_all((nodes.Getitem, nodes.Getattr)):
+        if not (isinstance(node.node, nodes.Name) and node.node.name == "steps"):
+            continue
+        key = getattr(node.arg, "value", None) if isinstance(node, nodes.Getitem) else node.attr
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            found.add(int(key))
+    return found
