@@ -294,3 +294,19 @@ def test_event_admin_is_read_only(admin_client, lead):
     html = admin_client.get(reverse("admin:automations_automationevent_change", args=[event.pk])).content.decode()
     assert str(lead.pk) in html and 'name="_save"' not in html
     assert not Task.objects.exists()
+
+
+def test_test_page_escapes_the_email_into_the_sandboxed_iframe(admin_client, entity, lead):
+    hostile = services.rule_create(
+        workspace=entity.workspace,
+        entity=entity,
+        name="Hostile",
+        trigger_type="record_created",
+        action_type="send_email",
+        action_config={"subject": "Hi", "body": "B </iframe><img id=pwn src=x onerror=\"document.title='XSS'\">"},
+    )
+    url = reverse("admin:automations_automationrule_test", args=[hostile.pk])
+    html = admin_client.post(url, {"record": str(lead.pk), "dry_run": "on"}).content.decode()
+    assert "<img id=pwn" not in html
+    assert "&lt;img id=pwn src=x onerror=&quot;document.title=&#x27;XSS&#x27;&quot;&gt;" in html
+    assert 'sandbox="" srcdoc="&lt;!DOCTYPE html&gt;' in html

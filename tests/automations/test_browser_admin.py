@@ -12,7 +12,8 @@ from django.contrib.auth import get_user_model
 
 from automations.models import AutomationLog, AutomationRule, RunStatus
 from records.models import Task
-from tests.factories import EntityFactory, RecordFactory, WorkspaceFactory
+from tests.factories import EntityFactory, MembershipFactory, RecordFactory, WorkspaceFactory
+from workspaces.models import Role
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -44,6 +45,19 @@ def page():
             browser.close()
     finally:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def login(page, live_server, username="root", password="pass-Word-123"):  # noqa: S107
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r".*/admin/$"))
+
+
+def choose_record(page, record):
+    """Pick ``record`` in the test page's record picker."""
+    page.select_option("#id_record", str(record.pk))
 
 
 def test_create_rule_test_it_and_see_the_run(page, live_server):
@@ -103,3 +117,42 @@ def test_create_rule_test_it_and_see_the_run(page, live_server):
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
     assert "Success" in rows.first.inner_text() or "success" in rows.first.inner_text()
+
+
+XSS_BODY = "B </iframe><img id=pwn src=x onerror=\"document.title='XSS'\">"
+
+
+def test_email_preview_of_a_hostile_body_stays_inside_the_sandboxed_iframe(page, live_server, api):
+    """A send_email body planted through the API by a workspace owner cannot run in a staff user's admin."""
+    get_user_model().objects.create_superuser("root", "root@example.com", "pass-Word-123")
+    owner = MembershipFactory(role=Role.OWNER).user
+    entity = EntityFactory(workspace=owner.memberships.get().workspace, name="Leads")
+    record = RecordFactory(entity=entity, data={"name": "Ada Lovelace", "email": "ada@example.com", "status": "New"})
+    response = api.as_user(owner).post(
+        f"/api/v1/workspaces/{entity.workspace_id}/automations/",
+        {
+            "name": "Welcome",
+            "entity_id": str(entity.pk),
+            "trigger_type": "record_created",
+            "action_type": "send_email",
+            "action_config": {"subject": "Hello {{ name }}", "body": XSS_BODY},
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    rule = AutomationRule.objects.get()
+
+    login(page, live_server)
+    page.goto(f"{live_server.url}/admin/automations/automationrule/{rule.pk}/test/")
+    title = page.title()
+    choose_record(page, record)
+    page.click("input[name=_run]")
+    page.wait_for_selector("#test-outcome")
+
+    assert page.locator("#pwn").count() == 0  # nothing of the body reached the admin's own DOM
+    assert page.title() == title != "XSS"
+    frame = page.frame_locator("#test-email-preview")
+    assert frame.locator("#pwn").count() == 1  # the email, whole, inside the sandbox
+    assert "B" in frame.locator("body").inner_text()
+    assert frame.locator("title").inner_text() == "Hello Ada Lovelace"
+    assert page.locator("#test-email-preview").get_attribute("sandbox") == ""
