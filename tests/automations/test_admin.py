@@ -213,7 +213,7 @@ def test_test_page_dry_run_renders_the_email_without_sending(admin_client, rule,
     html = response.content.decode()
     assert "Dry run: what would happen" in html
     assert "Welcome Ada!" in html and "ada@example.com" in html
-    assert "<iframe sandbox" in html
+    assert '<iframe id="test-email-preview" title="Email preview" sandbox=""' in html
     assert mail.outbox == [] and not AutomationLog.objects.exists()
 
 
