@@ -127,6 +127,13 @@ def rule_update(*, rule: AutomationRule, actor=None, **changes) -> AutomationRul
     entity = changes.get("entity", rule.entity)
     if entity.workspace_id != rule.workspace_id:
         raise serializers.ValidationError({"entity_id": ["Entity not found in this workspace."]})
+    actions = _action_types()
+    same_action = changes.get("action_type", rule.action_type) == rule.action_type
+    if "action_config" in changes and same_action and rule.action_type in actions:
+        # A client sends back the [redacted] values it was shown: they keep the stored secrets.
+        changes["action_config"] = actions.get(rule.action_type).keep_secrets(
+            changes["action_config"], rule.action_config or {}
+        )
     cleaned = validate_rule_parts(
         entity=entity,
         trigger_type=changes.get("trigger_type", rule.trigger_type),

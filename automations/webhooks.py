@@ -294,6 +294,8 @@ def validate_headers(headers: Any) -> dict[str, str]:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ValueError(f"The value of '{name}' must be a string.")
         value = str(value)
+        if value == REDACTED:
+            raise ValueError(f"'{name}' has no stored value to keep; send its real value instead of {REDACTED}.")
         if any(ch in value for ch in "\r\n\0") or len(value) > 8192:
             raise ValueError(f"The value of '{name}' may not contain line breaks (8192 characters at most).")
         cleaned[name] = value

@@ -32,6 +32,15 @@ class ActionType:
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
+    def redact_config(self, config: dict) -> dict:
+        """The config as shown to members and viewers: secret values replaced by ``[redacted]``."""
+        return config
+
+    def keep_secrets(self, config: Any, stored: dict) -> Any:
+        """``config`` with the ``[redacted]`` placeholders of ``redact_config`` replaced by the stored
+        values, so a client that sends back what it was shown keeps the secrets."""
+        return config
+
     def execute(self, ctx: RunContext) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -74,6 +74,24 @@ class CallWebhook(ActionType):
     label = "Call webhook"
     config_serializer = CallWebhookConfigSerializer
 
+    def redact_config(self, config: dict) -> dict:
+        """Authorization, Cookie, X-Api-Key and the rule's ``secret_headers`` show as ``[redacted]``."""
+        headers = config.get("headers")
+        if not isinstance(headers, dict):
+            return config
+        return {**config, "headers": webhooks.redact_headers(headers, config.get("secret_headers") or ())}
+
+    def keep_secrets(self, config: Any, stored: dict) -> Any:
+        """A header sent back as ``[redacted]`` keeps its stored value (header names ignore case)."""
+        if not isinstance(config, dict) or not isinstance(config.get("headers"), dict):
+            return config
+        stored_values = {str(name).lower(): value for name, value in (stored.get("headers") or {}).items()}
+        headers = {
+            name: stored_values.get(str(name).lower(), value) if value == webhooks.REDACTED else value
+            for name, value in config["headers"].items()
+        }
+        return {**config, "headers": headers}
+
     def payload(self, ctx: RunContext) -> dict[str, Any]:
         """The seed's webhook payload plus the run's identifiers."""
         created = getattr(ctx.log, "created_at", None) or timezone.now()

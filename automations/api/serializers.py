@@ -39,7 +39,8 @@ class ConfigField(serializers.JSONField):
 class AutomationRuleSerializer(serializers.ModelSerializer):
     """A rule as the seed shows it (id, workspace_id, entity_id, name, trigger_type, trigger_config,
     action_type, action_config, is_active, created_at, updated_at) plus conditions, throttles and health.
-    ``signing_secret`` is shown to owners and admins only."""
+    ``signing_secret`` and secret header values (``action_config.headers``) are shown to owners and admins
+    only; members and viewers see ``[redacted]``."""
 
     entity_id = serializers.UUIDField(help_text="An entity of this workspace.")
     trigger_type = RegistryChoiceField(trigger_types)
@@ -92,12 +93,25 @@ class AutomationRuleSerializer(serializers.ModelSerializer):
             "signing_secret": {"help_text": "Webhook signing secret (owners and admins only)."},
         }
 
+    def _sees_secrets(self) -> bool:
+        membership = self.context.get("membership")
+        return membership is None or ROLE_RANK[membership.role] >= ROLE_RANK[Role.ADMIN]
+
     def get_fields(self):
         fields = super().get_fields()
-        membership = self.context.get("membership")
-        if membership is not None and ROLE_RANK[membership.role] < ROLE_RANK[Role.ADMIN]:
+        if not self._sees_secrets():
             fields.pop("signing_secret", None)
         return fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if (
+            not self._sees_secrets()
+            and instance.action_type in action_types
+            and isinstance(data["action_config"], dict)
+        ):
+            data["action_config"] = action_types.get(instance.action_type).redact_config(data["action_config"])
+        return data
 
 
 class RuleTestSerializer(serializers.Serializer):

@@ -311,6 +311,76 @@ def test_signing_secret_is_shown_to_owners_and_admins_only(api, members, rule):
             assert one["signing_secret"] == rule.signing_secret
 
 
+@pytest.fixture
+def hook_rule(entity, owner, settings):
+    settings.AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = True
+    return services.rule_create(
+        workspace=entity.workspace,
+        actor=owner,
+        entity=entity,
+        name="Hook",
+        trigger_type="record_created",
+        action_type="call_webhook",
+        action_config={
+            "url": "http://127.0.0.1:9/hook",
+            "headers": {"Authorization": "Bearer s3cret", "x-api-key": "k3y", "X-Sig": "sig", "X-Plain": "plain"},
+            "secret_headers": ["x-sig"],
+        },
+    )
+
+
+def test_secret_header_values_are_shown_to_owners_and_admins_only(api, members, hook_rule):
+    clear = {"Authorization": "Bearer s3cret", "x-api-key": "k3y", "X-Sig": "sig", "X-Plain": "plain"}
+    hidden = {"Authorization": "[redacted]", "x-api-key": "[redacted]", "X-Sig": "[redacted]", "X-Plain": "plain"}
+    for role, headers in [(Role.OWNER, clear), (Role.ADMIN, clear), (Role.MEMBER, hidden), (Role.VIEWER, hidden)]:
+        client = api.as_user(members[role])
+        one = client.get(url(hook_rule.workspace, hook_rule.pk))
+        listed = client.get(url(hook_rule.workspace))
+        assert one.json()["data"]["automation"]["action_config"]["headers"] == headers, role
+        assert listed.json()["data"]["automations"][0]["action_config"]["headers"] == headers, role
+        for response in (one, listed):
+            assert b"s3cret" not in response.content or headers is clear
+            assert b"k3y" not in response.content or headers is clear
+    hook_rule.refresh_from_db()
+    assert hook_rule.action_config["headers"] == clear  # redaction is in the response only
+
+
+def test_patch_with_redacted_header_values_keeps_the_stored_ones(api, owner, hook_rule):
+    # What a member saw, edited and sent back by an owner (header names ignore case).
+    config = {
+        **hook_rule.action_config,
+        "headers": {
+            "AUTHORIZATION": "[redacted]",
+            "x-api-key": "[redacted]",
+            "X-Sig": "[redacted]",
+            "X-Plain": "changed",
+        },
+    }
+    response = api.as_user(owner).patch(
+        url(hook_rule.workspace, hook_rule.pk), {"action_config": config}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    hook_rule.refresh_from_db()
+    assert hook_rule.action_config["headers"] == {
+        "AUTHORIZATION": "Bearer s3cret",
+        "x-api-key": "k3y",
+        "X-Sig": "sig",
+        "X-Plain": "changed",
+    }
+
+
+def test_a_redacted_placeholder_without_a_stored_value_is_refused(api, owner, hook_rule):
+    before = AutomationRule.objects.values().get(pk=hook_rule.pk)
+    config = {**hook_rule.action_config, "headers": {"X-New-Token": "[redacted]"}}
+    response = api.as_user(owner).patch(
+        url(hook_rule.workspace, hook_rule.pk), {"action_config": config}, format="json"
+    )
+    assert response.status_code == 400, response.json()
+    assert "action_config.headers" in response.json()["errors"]
+    assert "X-New-Token" in response.json()["errors"]["action_config.headers"][0]
+    assert AutomationRule.objects.values().get(pk=hook_rule.pk) == before
+
+
 # --------------------------------------------------------------------------- update and delete
 
 
