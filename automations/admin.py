@@ -16,15 +16,13 @@ from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from rest_framework.exceptions import APIException
-from rest_framework.exceptions import ValidationError as DRFValidationError
 
-from config.renderers import flatten_errors
 from records.models import Record
 from workspaces.admin import PrettyJSONField
 
 from . import services
 from .action_types import action_types
+from .exceptions import RuleInvalid, RunNotRetryable, TestRecordInvalid
 from .models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
 from .trigger_types import trigger_types
 
@@ -89,16 +87,16 @@ class AutomationRuleAdminForm(forms.ModelForm):
                 action_config=cleaned.get("action_config") or {},
                 conditions=cleaned.get("conditions") or {},
             )
-        except DRFValidationError as exc:
+        except RuleInvalid as exc:
             self._add_rule_errors(exc)
             return cleaned
         cleaned.update(parts)
         return cleaned
 
-    def _add_rule_errors(self, exc: DRFValidationError) -> None:
+    def _add_rule_errors(self, exc: RuleInvalid) -> None:
         """``{"action_config.url": [...]}`` -> an error on the action_config field reading "url: ..."."""
-        by_field: dict[str, list[str]] = {}
-        for key, msgs in flatten_errors(exc.detail).items():
+        by_field: dict[str | None, list[str]] = {}
+        for key, msgs in exc.errors.items():
             field, _, sub = key.partition(".")
             if field not in self.fields:
                 field, sub = None, key
@@ -248,8 +246,8 @@ class AutomationRuleAdmin(admin.ModelAdmin):
             try:
                 services.rule_set_active(rule=rule, active=active)
                 done += 1
-            except APIException as exc:
-                failed.append(f"{rule.name}: {'; '.join(m for ms in flatten_errors(exc.detail).values() for m in ms)}")
+            except RuleInvalid as exc:
+                failed.append(f"{rule.name}: {'; '.join(exc.messages())}")
         verb = "Activated" if active else "Deactivated"
         self.message_user(request, f"{verb} {done} rule(s).", messages.SUCCESS)
         for problem in failed:
@@ -290,8 +288,8 @@ class AutomationRuleAdmin(admin.ModelAdmin):
                     dry_run=form.cleaned_data["dry_run"],
                     actor=request.user,
                 )
-            except DRFValidationError as exc:
-                form.add_error(None, [m for ms in flatten_errors(exc.detail).values() for m in ms])
+            except TestRecordInvalid as exc:
+                form.add_error(None, exc.messages(keyed=False))
         details = (outcome.get("preview") if outcome and outcome["dry_run"] else (outcome or {}).get("result")) or {}
         context = {
             **self.admin_site.each_context(request),
@@ -416,8 +414,8 @@ class AutomationLogAdmin(admin.ModelAdmin):
             try:
                 services.log_retry(log=log)
                 queued += 1
-            except APIException as exc:
-                refused.append(f"{log.pk}: {exc.detail}")
+            except RunNotRetryable as exc:
+                refused.append(f"{log.pk}: {exc.message}")
         if queued:
             self.message_user(request, f"Queued {queued} run(s) for retry.", messages.SUCCESS)
         for problem in refused:

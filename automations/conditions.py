@@ -13,9 +13,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.utils.dateparse import parse_date, parse_datetime
-from rest_framework import serializers
 
 from workspaces.field_types import FIELD_TYPES, FieldValueError
+
+from .exceptions import ConfigInvalid
 
 NO_VALUE_OPS = {"is_empty", "is_not_empty", "changed"}
 LIST_VALUE_OPS = {"in", "not_in"}
@@ -28,7 +29,7 @@ MAX_RULES = 50
 
 
 def validate_conditions(conditions: Any, *, entity=None) -> dict:
-    """Return normalised conditions or raise ``ValidationError`` with keys like ``rules.1.op``."""
+    """Return normalised conditions or raise ``ConfigInvalid`` with keys like ``rules.1.op``."""
     if conditions in (None, {}, []):
         return {}
     errors: dict[str, list[str]] = {}
@@ -37,7 +38,7 @@ def validate_conditions(conditions: Any, *, entity=None) -> dict:
     if counter[0] > MAX_RULES:
         errors.setdefault("rules", []).append(f"At most {MAX_RULES} conditions per rule.")
     if errors:
-        raise serializers.ValidationError(errors)
+        raise ConfigInvalid(errors=errors)
     return cleaned
 
 

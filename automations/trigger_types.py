@@ -12,7 +12,9 @@ from typing import Any, ClassVar
 
 from rest_framework import serializers
 
-from .registry import Registry
+from config.registry import Registry
+
+from .registry import ConfiguredType
 
 
 @dataclass(frozen=True)
@@ -24,27 +26,11 @@ class Event:
     old_data: dict[str, Any] | None
 
 
-class EmptyConfig(serializers.Serializer):
-    """No options."""
+class TriggerType(ConfiguredType):
+    """A trigger: ``event_types`` it listens to, a config serializer (unknown options refused), and
+    ``matches``."""
 
-
-class TriggerType:
-    """A trigger: ``event_types`` it listens to, a config serializer, and ``matches``."""
-
-    name: ClassVar[str] = ""
-    label: ClassVar[str] = ""
     event_types: ClassVar[tuple[str, ...]] = ()
-    config_serializer: ClassVar[type[serializers.Serializer]] = EmptyConfig
-
-    def validate_config(self, config: Any, *, entity=None) -> dict:
-        if not isinstance(config, dict):
-            raise serializers.ValidationError({"non_field_errors": ["Must be an object."]})
-        serializer = self.config_serializer(data=config, context={"entity": entity})
-        serializer.is_valid(raise_exception=True)
-        unknown = set(config) - set(serializer.fields)
-        if unknown:
-            raise serializers.ValidationError({key: ["Unknown option."] for key in sorted(unknown)})
-        return dict(serializer.validated_data)
 
     def matches(self, event: Event, config: dict, *, entity=None) -> bool:
         return event.event_type in self.event_types

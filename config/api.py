@@ -22,7 +22,8 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .renderers import error_body, flatten_errors
+from .errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, flatten_errors
+from .renderers import error_body
 
 # --------------------------------------------------------------------------- envelope
 
@@ -34,7 +35,7 @@ def ok(data: Any, message: str, status_code: int = status.HTTP_200_OK) -> Respon
     return response
 
 
-class ConflictError(exceptions.APIException):
+class HTTPConflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state."
     default_code = "conflict"
@@ -52,8 +53,27 @@ class DatabaseUnavailable(exceptions.APIException):
     default_code = "database_unavailable"
 
 
+def api_exception(exc: DomainError) -> exceptions.APIException:
+    """The HTTP form of a domain error (written once here; services know nothing of HTTP): invalid input
+    400, not found 404, conflict 409, not allowed 403. The envelope's message is the error's message."""
+    if isinstance(exc, InvalidInput):
+        return exceptions.ValidationError(exc.errors or {"non_field_errors": [exc.message]})
+    if isinstance(exc, NotFound):
+        api_exc = exceptions.NotFound(exc.errors or exc.message)
+    elif isinstance(exc, Conflict):
+        api_exc = HTTPConflict(exc.errors or exc.message)
+    elif isinstance(exc, NotAllowed):
+        api_exc = exceptions.PermissionDenied(exc.errors or exc.message)
+    else:
+        api_exc = exceptions.ValidationError(exc.errors or {"non_field_errors": [exc.message]})
+    api_exc.envelope_message = exc.message
+    return api_exc
+
+
 def envelope_exception_handler(exc, context):
     """DRF exception handler: every error leaves in the error envelope with its status code."""
+    if isinstance(exc, DomainError):
+        exc = api_exception(exc)
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, DjangoValidationError):
@@ -64,7 +84,7 @@ def envelope_exception_handler(exc, context):
         exc = DatabaseUnavailable()
     elif isinstance(exc, IntegrityError):
         # A race lost against a unique constraint (e.g. two concurrent adds of the same member).
-        exc = ConflictError("The request conflicts with existing data; reload and try again.")
+        exc = HTTPConflict("The request conflicts with existing data; reload and try again.")
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) if str(exc) and "No " not in str(exc) else "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
@@ -87,7 +107,9 @@ def envelope_exception_handler(exc, context):
         body = error_body(f"Malformed request body: {exc.detail}")
     else:
         detail = exc.detail if hasattr(exc, "detail") else str(exc)
-        if isinstance(detail, dict | list):
+        if getattr(exc, "envelope_message", None):
+            message = exc.envelope_message
+        elif isinstance(detail, dict | list):
             first = next(iter(flatten_errors(detail).values()), None)
             message = first[0] if first else "Request failed"
         else:

@@ -8,11 +8,11 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework import exceptions
 
 from workspaces.field_types import clean_record_data
 from workspaces.models import Entity
 
+from .exceptions import RecordDataInvalid
 from .models import Record, Task
 from .signals import records_bulk_created
 
@@ -22,7 +22,7 @@ BULK_MAX = 1000
 def _clean(entity: Entity, data: Any, *, partial: bool = False) -> dict:
     cleaned, errors = clean_record_data(entity.fields, data, partial=partial)
     if errors:
-        raise exceptions.ValidationError({"data": errors} if "data" not in errors else errors)
+        raise RecordDataInvalid(errors={"data": errors} if "data" not in errors else errors)
     return cleaned
 
 
@@ -63,9 +63,9 @@ def record_delete(*, record: Record, actor=None) -> None:
 def record_bulk_create(*, entity: Entity, items: list, actor=None) -> list[Record]:
     """Create up to ``BULK_MAX`` records in one transaction: all or nothing; errors name the index."""
     if not isinstance(items, list) or not items:
-        raise exceptions.ValidationError({"records": ["A non-empty list of records is required."]})
+        raise RecordDataInvalid(errors={"records": ["A non-empty list of records is required."]})
     if len(items) > BULK_MAX:
-        raise exceptions.ValidationError({"records": [f"At most {BULK_MAX} records per request."]})
+        raise RecordDataInvalid(errors={"records": [f"At most {BULK_MAX} records per request."]})
     errors: dict[str, Any] = {}
     records: list[Record] = []
     now = timezone.now()
@@ -87,7 +87,7 @@ def record_bulk_create(*, entity: Entity, items: list, actor=None) -> list[Recor
             )
         )
     if errors:
-        raise exceptions.ValidationError({"records": errors})
+        raise RecordDataInvalid(errors={"records": errors})
     Record.objects.bulk_create(records, batch_size=500)
     for record in records:
         record.previous_data = dict(record.data)

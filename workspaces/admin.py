@@ -11,9 +11,9 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import Count
-from rest_framework.exceptions import APIException
 
 from . import services
+from .exceptions import FieldSchemaInvalid
 from .field_types import FIELD_TYPES, validate_field_specs
 from .models import Entity, Membership, Role, Workspace
 
@@ -29,15 +29,6 @@ class PrettyJSONField(forms.JSONField):
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, cls=self.encoder)
-
-
-def api_error_messages(exc: APIException) -> list[str]:
-    """The messages of a DRF error raised by a service, for a form error."""
-    from config.renderers import flatten_errors
-
-    flat = flatten_errors(exc.detail)
-    plain = ("non_field_errors", "fields", "status_field")
-    return [msg if key in plain else f"{key}: {msg}" for key, messages in flat.items() for msg in messages]
 
 
 class MembershipInlineFormSet(forms.BaseInlineFormSet):
@@ -124,8 +115,8 @@ class EntityAdminForm(forms.ModelForm):
             return cleaned
         try:
             services.validated_fields(fields, status_field)
-        except APIException as exc:
-            self.add_error("status_field", api_error_messages(exc))
+        except FieldSchemaInvalid as exc:
+            self.add_error("status_field", exc.messages(keyed=False))
             return cleaned
         if self.instance.pk is not None and fields != self.instance.fields:
             # Checked here too so the form shows why a schema change is refused; saving re-checks.

@@ -7,10 +7,15 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.text import slugify
-from rest_framework import exceptions
 
-from config.api import ConflictError
-
+from .exceptions import (
+    AlreadyMember,
+    FieldSchemaInvalid,
+    LastOwner,
+    MemberManagementNotAllowed,
+    SchemaConflict,
+    UserNotFound,
+)
 from .field_types import clean_record_data, validate_field_specs
 from .models import ROLE_RANK, Entity, Membership, Role, Workspace
 
@@ -56,25 +61,25 @@ def find_user(*, username: str | None = None, email: str | None = None):
             matches = list(User.objects.filter(username__iexact=username)[:2])
             user = matches[0] if len(matches) == 1 else None
         if user is None:
-            raise exceptions.ValidationError({"username": [f"No user with username '{username}'."]})
+            raise UserNotFound(errors={"username": [f"No user with username '{username}'."]})
         return user
     if email:
         matches = list(User.objects.filter(email__iexact=email)[:2])
         if not matches:
-            raise exceptions.ValidationError({"email": [f"No user with email '{email}'."]})
+            raise UserNotFound(errors={"email": [f"No user with email '{email}'."]})
         if len(matches) > 1:
-            raise exceptions.ValidationError({"email": ["Several users share this email; use the username."]})
+            raise UserNotFound(errors={"email": ["Several users share this email; use the username."]})
         return matches[0]
-    raise exceptions.ValidationError({"username": ["Give the username or the email of an existing user."]})
+    raise UserNotFound(errors={"username": ["Give the username or the email of an existing user."]})
 
 
 def _check_manage(actor: Membership, role: str, current_role: str | None = None) -> None:
     """Owners manage everyone; admins manage admins, members and viewers; others manage nobody."""
     if ROLE_RANK[actor.role] < ROLE_RANK[Role.ADMIN]:
-        raise exceptions.PermissionDenied("Only owners and admins manage members.")
+        raise MemberManagementNotAllowed("Only owners and admins manage members.")
     touches_owner = role == Role.OWNER or current_role == Role.OWNER
     if touches_owner and actor.role != Role.OWNER:
-        raise exceptions.PermissionDenied("Only owners manage owners.")
+        raise MemberManagementNotAllowed("Only owners manage owners.")
 
 
 @transaction.atomic
@@ -85,7 +90,7 @@ def member_add(
     _check_manage(actor, role)
     user = find_user(username=username, email=email)
     if Membership.objects.filter(workspace=workspace, user=user).exists():
-        raise ConflictError(f"'{user.username}' is already a member of this workspace.")
+        raise AlreadyMember(f"'{user.username}' is already a member of this workspace.")
     return Membership.objects.create(workspace=workspace, user=user, role=role)
 
 
@@ -104,7 +109,7 @@ def member_update_role(*, membership: Membership, actor: Membership, role: str) 
     """Change a member's role (owners manage owners; a workspace keeps at least one owner)."""
     _check_manage(actor, role, membership.role)
     if membership.role == Role.OWNER and role != Role.OWNER and _other_owners(membership.workspace_id, membership) == 0:
-        raise ConflictError("A workspace must keep at least one owner.")
+        raise LastOwner()
     if membership.role != role:
         membership.role = role
         membership.save(update_fields=["role"])
@@ -117,7 +122,7 @@ def member_remove(*, membership: Membership, actor: Membership) -> None:
     if membership.user_id != actor.user_id:
         _check_manage(actor, membership.role, membership.role)
     if membership.role == Role.OWNER and _other_owners(membership.workspace_id, membership) == 0:
-        raise ConflictError("A workspace must keep at least one owner.")
+        raise LastOwner()
     membership.delete()
 
 
@@ -138,13 +143,13 @@ def _unique_slug(workspace: Workspace, name: str, exclude_pk=None) -> str:
 
 
 def validated_fields(fields: Any, status_field: str | None) -> list[dict]:
-    """The normalised field schema, or a 400 naming each bad key (``fields.2.options``)."""
+    """The normalised field schema, or ``FieldSchemaInvalid`` naming each bad key (``fields.2.options``)."""
     cleaned, errors = validate_field_specs(fields)
     names = {spec["name"] for spec in cleaned}
     if not errors and status_field and status_field != "status" and status_field not in names:
         errors["status_field"] = [f"'{status_field}' is not one of the entity's fields."]
     if errors:
-        raise exceptions.ValidationError(errors)
+        raise FieldSchemaInvalid(errors=errors)
     return cleaned
 
 
@@ -218,7 +223,8 @@ def entity_update(*, entity: Entity, **changes: Any) -> Entity:
     if "fields" in changes:
         updates, problems, failing = entity_schema_migration(entity=entity, new_fields=new_fields)
         if failing:
-            raise ConflictError({"fields": [schema_conflict_message(problems, failing)]})
+            message = schema_conflict_message(problems, failing)
+            raise SchemaConflict(message, errors={"fields": [message]})
         if updates:
             Record.objects.bulk_update(updates, ["data"], batch_size=500)
         entity.fields = new_fields

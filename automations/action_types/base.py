@@ -4,33 +4,21 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rest_framework import serializers
-
 from ..context import RunContext
+from ..registry import ConfiguredType
 
 
-class ActionType:
+class ActionType(ConfiguredType):
     """An action: validates its own config, runs (``execute``) and previews (``preview``, a dry run).
 
-    - ``config_serializer``: a DRF serializer class validating ``action_config``; it receives
-      ``context={"entity": Entity}`` so it can check field names. API, admin and the command all
-      validate through ``validate_config``.
+    - ``config_serializer``: a DRF serializer class validating ``action_config`` (through
+      ``validate_config``, see ``automations.registry.ConfiguredType``).
     - ``execute(ctx)`` returns the result dict stored on the log (the seed's shapes) or raises
       ``RetryableActionError`` / ``PermanentActionError`` (``automations.exceptions``).
     - ``preview(ctx)`` returns what ``execute`` would do, without side effects.
     """
 
-    name: ClassVar[str] = ""
-    label: ClassVar[str] = ""
-    config_serializer: ClassVar[type[serializers.Serializer]]
-
-    def validate_config(self, config: Any, *, entity=None) -> dict:
-        """Return the cleaned config or raise ``serializers.ValidationError`` (errors per config key)."""
-        if not isinstance(config, dict):
-            raise serializers.ValidationError({"non_field_errors": ["Must be an object."]})
-        serializer = self.config_serializer(data=config, context={"entity": entity})
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
+    reject_unknown_options: ClassVar[bool] = False
 
     def redact_config(self, config: dict) -> dict:
         """The config as shown to members and viewers: secret values replaced by ``[redacted]``."""

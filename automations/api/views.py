@@ -10,6 +10,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 
 from config.api import ERROR_SCHEMA, ok
+from records.exceptions import RecordNotFound
+from records.selectors import record_in_workspace
 from workspaces.models import Entity, Role
 from workspaces.permissions import WorkspaceScopedViewSet
 
@@ -165,10 +167,8 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         params = RuleTestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         try:
-            record = services.get_record_in_workspace(
-                workspace=self.workspace, record_id=params.validated_data["record_id"]
-            )
-        except exceptions.NotFound:
+            record = record_in_workspace(workspace=self.workspace, record_id=params.validated_data["record_id"])
+        except RecordNotFound:
             raise exceptions.ValidationError({"record_id": ["Record not found in this workspace."]}) from None
         result = services.rule_test_run(
             rule=rule, record=record, dry_run=params.validated_data["dry_run"], actor=request.user

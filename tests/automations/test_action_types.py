@@ -9,11 +9,10 @@ from anymail.backends.test import EmailBackend as AnymailTestBackend
 from anymail.exceptions import AnymailAPIError
 from anymail.message import AnymailRecipientStatus
 from django.utils import timezone
-from rest_framework import serializers
 
 from automations.action_types import action_types
 from automations.context import RunContext
-from automations.exceptions import PermanentActionError, RetryableActionError, TemplateRenderError
+from automations.exceptions import ConfigInvalid, PermanentActionError, RetryableActionError, TemplateRenderError
 from automations.models import AutomationLog
 from records.models import Record, Task
 from tests.factories import AutomationRuleFactory, EntityFactory, MembershipFactory, RecordFactory
@@ -71,9 +70,9 @@ def test_action_type_contract(name, settings, mailoutbox, monkeypatch):
     good, bad = GOOD_AND_BAD[name]
     entity = EntityFactory()
     assert isinstance(action.validate_config(good, entity=entity), dict)
-    with pytest.raises(serializers.ValidationError):
+    with pytest.raises(ConfigInvalid):
         action.validate_config(bad, entity=entity)
-    with pytest.raises(serializers.ValidationError):
+    with pytest.raises(ConfigInvalid):
         action.validate_config("not an object", entity=entity)
 
     connects = []
@@ -127,7 +126,7 @@ def test_send_email_to_email_overrides_and_may_be_a_template(mailoutbox):
 )
 def test_send_email_refuses_lists_and_header_tricks(address, mailoutbox):
     action = action_types.get("send_email")
-    with pytest.raises(serializers.ValidationError):
+    with pytest.raises(ConfigInvalid):
         action.validate_config({"subject": "s", "body": "b", "to_email": address})
     ctx = make_ctx("send_email", {"subject": "s", "body": "b"}, data={"name": "Ada", "email": address})
     with pytest.raises(PermanentActionError, match="recipient"):
@@ -249,7 +248,7 @@ def test_update_field_renders_and_cleans_by_field_type():
 def test_update_field_rejects_values_the_field_type_refuses():
     action = action_types.get("update_field")
     entity = EntityFactory()
-    with pytest.raises(serializers.ValidationError):
+    with pytest.raises(ConfigInvalid):
         action.validate_config({"field_name": "status", "new_value": "Maybe"}, entity=entity)
     ctx = make_ctx("update_field", {"field_name": "status", "new_value": "{{ name }}"})
     with pytest.raises(PermanentActionError, match="invalid"):
@@ -318,7 +317,7 @@ def test_create_task_assignee_must_be_a_member():
     member = MembershipFactory(workspace=entity.workspace).user
     outsider = MembershipFactory().user
     assert action.validate_config({"title": "t", "assignee": member.email}, entity=entity)
-    with pytest.raises(serializers.ValidationError, match="not a member"):
+    with pytest.raises(ConfigInvalid, match="not a member"):
         action.validate_config({"title": "t", "assignee": outsider.username}, entity=entity)
     ctx = make_ctx("create_task", {"title": "t", "assignee": member.username}, entity=entity)
     result = action.execute(ctx)

@@ -1,7 +1,7 @@
 import pytest
-from rest_framework import serializers
 
 from automations.conditions import OPERATORS, evaluate, validate_conditions
+from automations.exceptions import ConfigInvalid
 from tests.factories import EntityFactory
 
 
@@ -141,14 +141,14 @@ def test_empty_conditions_always_match(entity):
     ],
 )
 def test_validation_errors_name_the_condition(entity, conditions, error_key):
-    with pytest.raises(serializers.ValidationError) as info:
+    with pytest.raises(ConfigInvalid) as info:
         validate_conditions(conditions, entity=entity)
-    assert error_key in info.value.detail, info.value.detail
+    assert error_key in info.value.errors, info.value.errors
 
 
 def test_nesting_depth_is_limited(entity):
     group = {"match": "all", "rules": [{"field": "name", "op": "is_empty"}]}
     for _ in range(6):
         group = {"match": "all", "rules": [group]}
-    with pytest.raises(serializers.ValidationError):
+    with pytest.raises(ConfigInvalid):
         validate_conditions(group, entity=entity)

@@ -2,9 +2,9 @@
 
 import pytest
 from django.db.models.signals import post_delete, post_save
-from rest_framework.exceptions import ValidationError
 
 from records import services
+from records.exceptions import RecordDataInvalid
 from records.models import Record, Task
 from tests.factories import RecordFactory
 
@@ -46,7 +46,7 @@ def test_create_update_delete_tell_receivers_the_old_and_new_data(entity, owner,
 
 def test_update_with_invalid_data_leaves_the_record_alone(entity):
     record = RecordFactory(entity=entity, data={"name": "Ada"})
-    with pytest.raises(ValidationError):
+    with pytest.raises(RecordDataInvalid):
         services.record_update(record=record, data={"amount": "many"})
     record.refresh_from_db()
     assert record.data == {"name": "Ada"}
@@ -63,7 +63,7 @@ def test_snapshot_shape(entity):
 def test_bulk_sets_previous_data_and_rejects_a_non_list(entity):
     records = services.record_bulk_create(entity=entity, items=[{"name": "A"}, {"name": "B"}])
     assert [r.previous_data for r in records] == [{"name": "A"}, {"name": "B"}]
-    with pytest.raises(ValidationError):
+    with pytest.raises(RecordDataInvalid):
         services.record_bulk_create(entity=entity, items={"name": "A"})
 
 

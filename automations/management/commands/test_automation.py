@@ -13,11 +13,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
-from rest_framework.exceptions import ValidationError
 
 from automations import services
 from automations.models import AutomationRule
-from config.renderers import flatten_errors
+from config.errors import DomainError
 from records.models import Record
 
 
@@ -53,9 +52,8 @@ class Command(BaseCommand):
             raise CommandError(f"No record with id {record_pk}.")
         try:
             result = services.rule_test_run(rule=rule, record=record, dry_run=dry_run)
-        except ValidationError as exc:
-            messages = [msg for msgs in flatten_errors(exc.detail).values() for msg in msgs]
-            raise CommandError(_one_line(" ".join(messages))) from None
+        except DomainError as exc:
+            raise CommandError(_one_line(" ".join(exc.messages(keyed=False)))) from None
 
         if as_json:
             payload = {"automation_id": str(rule.pk), "record_id": str(record.pk), **result}
