@@ -3,14 +3,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-from typing import Any
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404
 from django.template.response import TemplateResponse
@@ -22,6 +17,7 @@ from workspaces.admin import PrettyJSONField
 
 from . import services
 from .action_types import action_types
+from .action_types.base import json_html
 from .exceptions import RuleInvalid, RunNotRetryable, TestRecordInvalid
 from .models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
 from .trigger_types import trigger_types
@@ -29,14 +25,6 @@ from .trigger_types import trigger_types
 RECENT_RUNS = 10
 SUCCESS_RATE_WINDOW = 100
 CONFIG_FIELDS = ("trigger_config", "action_config", "conditions")
-
-
-def pretty_json(value: Any) -> str:
-    """Indented JSON in a <pre> block (escaped)."""
-    if value in (None, "", {}, []):
-        return "—"
-    text = json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
 
 
 def _type_help(registry) -> str:
@@ -299,7 +287,7 @@ class AutomationRuleAdmin(admin.ModelAdmin):
             "rule": rule,
             "form": form,
             "outcome": outcome,
-            "details": pretty_json(details) if details else None,
+            "details": json_html(details) if details else None,
             "email_html": details.get("html") if isinstance(details, dict) else None,
             "log_url": reverse("admin:automations_automationlog_change", args=[outcome["log_id"]])
             if outcome and outcome.get("log_id")
@@ -369,43 +357,18 @@ class AutomationLogAdmin(admin.ModelAdmin):
 
     @admin.display(description="record (as the run saw it)")
     def record_snapshot_pretty(self, obj) -> str:
-        return pretty_json(obj.record_snapshot)
+        return json_html(obj.record_snapshot)
 
     @admin.display(description="previous data")
     def old_data_pretty(self, obj) -> str:
-        return pretty_json(obj.old_data)
+        return json_html(obj.old_data)
 
     @admin.display(description="result")
     def result_readable(self, obj) -> str:
-        """The webhook request/response or the email, readably; anything else as indented JSON."""
-        result = obj.result or {}
-        if not isinstance(result, dict) or not result:
-            return pretty_json(result)
-        if obj.action_type == "call_webhook":
-            response = result.get("response") or ""
-            with contextlib.suppress(TypeError, ValueError):
-                response = json.dumps(json.loads(response), indent=2, ensure_ascii=False)
-            return format_html(
-                "<p><strong>{} {}</strong> → HTTP {} in {} ms (delivery {})</p>"
-                "<p>Request headers:</p>{}<p>Response{}:</p><pre style='white-space: pre-wrap'>{}</pre>",
-                result.get("method", ""),
-                result.get("url", ""),
-                result.get("status_code") or "no answer",
-                result.get("duration_ms") if result.get("duration_ms") is not None else "—",
-                result.get("delivery_id", ""),
-                pretty_json(result.get("request_headers")),
-                " (truncated)" if result.get("response_truncated") else "",
-                response or "—",
-            )
-        if obj.action_type == "send_email":
-            return format_html(
-                "<p>To: <strong>{}</strong><br>Subject: <strong>{}</strong><br>Sent: {}<br>Message-ID: {}</p>",
-                result.get("recipient", ""),
-                result.get("subject", ""),
-                "yes" if result.get("sent") else "no",
-                result.get("message_id") or "—",
-            )
-        return pretty_json(result)
+        """The result as its action type describes it (webhook request/response, email, ...)."""
+        if obj.action_type not in action_types:
+            return json_html(obj.result)
+        return action_types.get(obj.action_type).describe_result(obj.result)
 
     @admin.action(description="Retry selected failed runs")
     def retry(self, request, queryset):

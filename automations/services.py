@@ -20,7 +20,7 @@ from . import executor
 from .action_types import action_types
 from .exceptions import ActionError, ConfigInvalid, RuleInvalid, RunNotRetryable, TestRecordInvalid
 from .models import AutomationLog, AutomationRule, EventType, RunStatus
-from .trigger_types import Event, trigger_types
+from .trigger_types import trigger_types
 
 logger = logging.getLogger("automations")
 
@@ -209,24 +209,15 @@ def _simulated_event_type(rule: AutomationRule) -> str:
 
 
 def _match_report(rule: AutomationRule, record) -> dict[str, Any]:
-    """Would this record pass the trigger and the conditions? (No previous data exists for a test, so
-    change-based triggers are judged on the record's current values.)"""
+    """Would this record pass the trigger and the conditions? (The trigger type says how it judges a
+    record without previous data.)"""
     data = record.data or {}
-    trigger = trigger_types.get(rule.trigger_type) if rule.trigger_type in trigger_types else None
-    trigger_match: bool | None
-    note = ""
-    if trigger is None:
-        trigger_match, note = False, f"Unknown trigger type '{rule.trigger_type}'."
-    elif rule.trigger_type == "status_changed":
-        status_field = rule.entity.status_field
-        trigger_match = data.get(status_field) == (rule.trigger_config or {}).get("to_status")
-        note = f"Judged on the current {status_field} (a test has no previous value)."
-    elif rule.trigger_type == "field_updated":
-        trigger_match, note = True, "A test assumes the field changed."
-    else:
-        trigger_match = trigger.matches(
-            Event(trigger.event_types[0], data, None), rule.trigger_config or {}, entity=rule.entity
+    if rule.trigger_type in trigger_types:
+        trigger_match, note = trigger_types.get(rule.trigger_type).test_match(
+            data, rule.trigger_config or {}, entity=rule.entity
         )
+    else:
+        trigger_match, note = False, f"Unknown trigger type '{rule.trigger_type}'."
     return {
         "trigger_matches": trigger_match,
         "trigger_note": note,

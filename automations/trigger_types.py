@@ -35,6 +35,11 @@ class TriggerType(ConfiguredType):
     def matches(self, event: Event, config: dict, *, entity=None) -> bool:
         return event.event_type in self.event_types
 
+    def test_match(self, data: dict, config: dict, *, entity=None) -> tuple[bool, str]:
+        """Would a test run on a record with ``data`` fire? A test has no previous data, so
+        change-based triggers say how they judge; returns (matches, note for the user)."""
+        return self.matches(Event(self.event_types[0], data, None), config, entity=entity), ""
+
 
 class RecordCreated(TriggerType):
     """Fires for every new record (bulk creates included, one run per record)."""
@@ -89,6 +94,9 @@ class FieldUpdated(TriggerType):
         field = config["field_name"]
         return event.old_data.get(field) != event.data.get(field)
 
+    def test_match(self, data, config, *, entity=None):
+        return True, "A test assumes the field changed."
+
 
 class StatusChangedConfig(serializers.Serializer):
     to_status = serializers.CharField(max_length=255, help_text="Required: the status the record moves to.")
@@ -133,6 +141,12 @@ class StatusChanged(TriggerType):
             return False
         from_status = config.get("from_status")
         return from_status is None or old == from_status
+
+    def test_match(self, data, config, *, entity=None):
+        field = entity.status_field if entity is not None else "status"
+        return data.get(field) == config.get(
+            "to_status"
+        ), f"Judged on the current {field} (a test has no previous value)."
 
 
 trigger_types: Registry[TriggerType] = Registry("trigger type")

@@ -14,7 +14,7 @@ from django.db.models import Count
 
 from . import services
 from .exceptions import FieldSchemaInvalid
-from .field_types import FIELD_TYPES, validate_field_specs
+from .field_types import field_types, validate_field_specs
 from .models import Entity, Membership, Role, Workspace
 
 
@@ -91,7 +91,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
 class EntityAdminForm(forms.ModelForm):
     fields = PrettyJSONField(
         required=False,
-        help_text='A list of {"name", "type", "required", "options"}. Types: ' + ", ".join(FIELD_TYPES) + ".",
+        help_text='A list of {"name", "type", "required", "options"}. Types: ' + ", ".join(field_types.names()) + ".",
     )
 
     class Meta:

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from ..context import RunContext
 from ..registry import ConfiguredType
+
+
+def json_html(value: Any) -> SafeString | str:
+    """Indented JSON in a ``<pre>`` block (escaped); a dash for nothing."""
+    if value in (None, "", {}, []):
+        return "—"
+    text = json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
 
 
 class ActionType(ConfiguredType):
@@ -16,6 +29,7 @@ class ActionType(ConfiguredType):
     - ``execute(ctx)`` returns the result dict stored on the log (the seed's shapes) or raises
       ``RetryableActionError`` / ``PermanentActionError`` (``automations.exceptions``).
     - ``preview(ctx)`` returns what ``execute`` would do, without side effects.
+    - ``describe_result(result)`` shows a run's result to people (safe HTML, built with ``format_html``).
     """
 
     reject_unknown_options: ClassVar[bool] = False
@@ -28,6 +42,10 @@ class ActionType(ConfiguredType):
         """``config`` with the ``[redacted]`` placeholders of ``redact_config`` replaced by the stored
         values, so a client that sends back what it was shown keeps the secrets."""
         return config
+
+    def describe_result(self, result: Any) -> SafeString | str:
+        """The stored result, readably, as safe HTML (the admin's run page); indented JSON by default."""
+        return json_html(result)
 
     def execute(self, ctx: RunContext) -> dict[str, Any]:
         raise NotImplementedError

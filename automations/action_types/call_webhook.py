@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from django.utils.html import format_html
 from rest_framework import serializers
 
 from .. import webhooks
 from ..context import RunContext
 from ..exceptions import ActionError, PermanentActionError
 from ..templating import render
-from .base import ActionType
+from .base import ActionType, json_html
 from .fields import TemplateField
 
 METHODS = ("POST", "PUT", "PATCH")
@@ -164,6 +166,26 @@ class CallWebhook(ActionType):
         )
         webhooks.raise_for_status(response, result=result)
         return result
+
+    def describe_result(self, result):
+        """The request line, status, duration and redacted request headers; the response (JSON indented)."""
+        if not isinstance(result, dict) or not result:
+            return super().describe_result(result)
+        response = result.get("response") or ""
+        with contextlib.suppress(TypeError, ValueError):
+            response = json.dumps(json.loads(response), indent=2, ensure_ascii=False)
+        return format_html(
+            "<p><strong>{} {}</strong> → HTTP {} in {} ms (delivery {})</p>"
+            "<p>Request headers:</p>{}<p>Response{}:</p><pre style='white-space: pre-wrap'>{}</pre>",
+            result.get("method", ""),
+            result.get("url", ""),
+            result.get("status_code") or "no answer",
+            result.get("duration_ms") if result.get("duration_ms") is not None else "—",
+            result.get("delivery_id", ""),
+            json_html(result.get("request_headers")),
+            " (truncated)" if result.get("response_truncated") else "",
+            response or "—",
+        )
 
     def preview(self, ctx: RunContext) -> dict[str, Any]:
         request = self.build(ctx)

@@ -8,7 +8,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 
 from config.api import ok
-from workspaces.field_types import FIELD_TYPES, FieldValueError
+from workspaces.field_types import LOOKUPS, FieldValueError, field_types
 from workspaces.models import Entity, Membership, Role
 from workspaces.permissions import WorkspaceScopedViewSet, membership_or_404
 
@@ -17,19 +17,7 @@ from ..models import Record, Task
 from .serializers import BulkRecordSerializer, RecordSerializer, TaskSerializer
 
 RESERVED_PARAMS = {"page", "page_size", "ordering", "format", "search"}
-LOOKUPS = {
-    "eq": "",
-    "ne": None,
-    "gt": "__gt",
-    "gte": "__gte",
-    "lt": "__lt",
-    "lte": "__lte",
-    "contains": "__icontains",
-    "in": "__in",
-    "isnull": "__isnull",
-}
 ORDERING_RE = re.compile(r"^-?[A-Za-z_][A-Za-z0-9_]*$")
-SEARCHABLE_TYPES = {"text", "long_text", "email", "url", "select"}
 MAX_PARAM_LENGTH = 1000
 
 
@@ -128,36 +116,17 @@ class RecordViewSet(WorkspaceScopedViewSet):
                     f"with an optional lookup ({', '.join(LOOKUPS)})."
                 ]
                 continue
-            ftype = FIELD_TYPES[spec["type"]]
-            path = f"data__{name}"
             try:
-                if lookup == "isnull":
-                    if raw.lower() not in ("true", "false"):
-                        raise FieldValueError("Must be true or false.")
-                    empty = Q(**{f"{path}__isnull": True}) | Q(**{path: None})  # missing key or JSON null
-                    queryset = queryset.filter(empty) if raw.lower() == "true" else queryset.exclude(empty)
-                    continue
-                if lookup == "in":
-                    value = [ftype.clean(part, spec) for part in raw.split(",")]
-                elif lookup == "contains":
-                    value = raw
-                else:
-                    value = ftype.clean(raw, spec)
+                condition = field_types.get(spec["type"]).lookup_q(f"data__{name}", lookup or "eq", raw, spec)
             except FieldValueError as exc:
                 errors[key] = [str(exc)]
                 continue
-            if lookup == "ne":
-                # Records without a value are "not equal" too.
-                queryset = queryset.filter(~Q(**{path: value}) | Q(**{f"{path}__isnull": True}))
-            elif lookup == "contains" and spec["type"] == "multi_select":
-                queryset = queryset.filter(**{f"{path}__contains": [value]})
-            else:
-                queryset = queryset.filter(**{f"{path}{LOOKUPS[lookup or 'eq']}": value})
+            queryset = queryset.filter(condition)
         search = params.get("search", "").strip()
         if search:
             condition = Q()
             for spec in self.entity.fields:
-                if spec["type"] in SEARCHABLE_TYPES:
+                if field_types.get(spec["type"]).searchable:
                     condition |= Q(**{f"data__{spec['name']}__icontains": search})
             queryset = queryset.filter(condition) if condition else queryset.none()
         ordering = params.get("ordering")

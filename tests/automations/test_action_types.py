@@ -9,6 +9,7 @@ from anymail.backends.test import EmailBackend as AnymailTestBackend
 from anymail.exceptions import AnymailAPIError
 from anymail.message import AnymailRecipientStatus
 from django.utils import timezone
+from django.utils.safestring import SafeString
 
 from automations.action_types import action_types
 from automations.context import RunContext
@@ -84,6 +85,14 @@ def test_action_type_contract(name, settings, mailoutbox, monkeypatch):
     assert (Record.objects.get(pk=ctx.record_id).data, Task.objects.count(), AutomationLog.objects.count()) == before
     assert mailoutbox == []
     assert connects == []
+
+    # The run page shows a result as the type describes it: escaped, whatever the receiver answered.
+    hostile = {key: "<script>x</script>" for key in [*preview, "response", "recipient", "subject", "url"]}
+    for result in (hostile, None, {}):
+        html = action.describe_result(result)
+        assert "<script>" not in html
+    assert isinstance(action.describe_result(hostile), SafeString)
+    assert "&lt;script&gt;x&lt;/script&gt;" in action.describe_result(hostile)
 
 
 # --------------------------------------------------------------------------- send_email

@@ -120,3 +120,27 @@ def test_every_trigger_type_is_documented_and_rejects_non_objects(entity, trigge
     assert trigger.__doc__ and trigger.label
     with pytest.raises(ConfigInvalid):
         trigger.validate_config(["not", "a", "dict"], entity=entity)
+
+
+TEST_MATCH_CASES = {
+    # trigger: (config, data that fires a test run, data that does not or None, note contains)
+    "record_created": ({}, {"name": "x"}, None, ""),
+    "record_updated": ({}, {"name": "x"}, None, ""),
+    "record_deleted": ({}, {"name": "x"}, None, ""),
+    "field_updated": ({"field_name": "name"}, {"name": "x"}, None, "assumes the field changed"),
+    "status_changed": ({"to_status": "Qualified"}, {"status": "Qualified"}, {"status": "New"}, "current status"),
+}
+
+
+def test_every_trigger_type_has_a_test_match_case():
+    assert set(TEST_MATCH_CASES) == set(trigger_types.names())
+
+
+@pytest.mark.parametrize("name", sorted(TEST_MATCH_CASES))
+def test_test_match_judges_a_record_without_previous_data(entity, name):
+    config, firing, quiet, note = TEST_MATCH_CASES[name]
+    trigger = trigger_types.get(name)
+    matches, text = trigger.test_match(firing, config, entity=entity)
+    assert matches is True and note in text
+    if quiet is not None:
+        assert trigger.test_match(quiet, config, entity=entity)[0] is False

@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..field_types import FIELD_TYPES
+from ..field_types import field_types
 from ..models import Entity, Membership, Role, Workspace
 
 User = get_user_model()
@@ -83,7 +83,7 @@ class FieldSpecSerializer(serializers.Serializer):
     """One field of an entity's schema (documentation only: ``validate_field_specs`` validates)."""
 
     name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-    type = serializers.ChoiceField(choices=list(FIELD_TYPES))
+    type = serializers.ChoiceField(choices=field_types.names())
     required = serializers.BooleanField(default=False)
     options = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="select and multi_select only"
@@ -101,7 +101,7 @@ class FieldSpecsField(serializers.JSONField):
 class EntitySerializer(serializers.ModelSerializer):
     fields = FieldSpecsField(
         required=False,
-        help_text='List of {"name", "type", "required", "options"}; types: ' + ", ".join(FIELD_TYPES),
+        help_text='List of {"name", "type", "required", "options"}; types: ' + ", ".join(field_types.names()),
     )
     status_field = serializers.CharField(
         max_length=100,
