@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from workspaces.exceptions import SchemaConflict
 from workspaces.field_types import clean_record_data
 from workspaces.models import Entity
 
@@ -17,6 +18,8 @@ from .models import Record, Task
 from .signals import records_bulk_created
 
 BULK_MAX = 1000
+# How many failing records a schema change names in its error.
+SCHEMA_ERROR_EXAMPLES = 5
 
 
 def _clean(entity: Entity, data: Any, *, partial: bool = False) -> dict:
@@ -125,3 +128,36 @@ def task_update(*, task: Task, actor=None, **changes) -> Task:
         task.completed_at = timezone.now() if task.status == Task.Status.DONE else None
     task.save()
     return task
+
+
+@transaction.atomic
+def records_fit_fields(*, entity: Entity, new_fields: list[dict], apply: bool) -> int:
+    """Check every record of ``entity`` against ``new_fields`` (already validated): values convert to the
+    new types, values of removed fields are dropped. If any record does not fit (a new required field
+    without a value, an option removed that is still used, a value that cannot be converted), raises
+    ``SchemaConflict`` naming up to ``SCHEMA_ERROR_EXAMPLES`` of them. With ``apply`` the converted data
+    is saved (no automation fires: the records' values mean the same). Returns how many records change.
+
+    The records app's answer to ``workspaces.signals.entity_fields_changing``."""
+    names = {spec["name"] for spec in new_fields}
+    problems: list[str] = []
+    updates: list[Record] = []
+    failing = 0
+    for record in Record.objects.filter(entity=entity).only("id", "data").iterator(chunk_size=1000):
+        kept = {k: v for k, v in (record.data or {}).items() if k in names}
+        cleaned, errors = clean_record_data(new_fields, kept)
+        if errors:
+            failing += 1
+            if len(problems) < SCHEMA_ERROR_EXAMPLES:
+                detail = "; ".join(f"{field}: {msgs[0]}" for field, msgs in errors.items())
+                problems.append(f"record {record.id}: {detail}")
+            continue
+        if cleaned != record.data:
+            record.data = cleaned
+            updates.append(record)
+    if failing:
+        message = f"{failing} existing record(s) do not fit the new fields: " + " | ".join(problems)
+        raise SchemaConflict(message, errors={"fields": [message]})
+    if apply and updates:
+        Record.objects.bulk_update(updates, ["data"], batch_size=500)
+    return len(updates)

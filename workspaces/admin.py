@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 
 from . import services
-from .exceptions import FieldSchemaInvalid
+from .exceptions import FieldSchemaInvalid, SchemaConflict
 from .field_types import field_types, validate_field_specs
 from .models import Entity, Membership, Role, Workspace
 
@@ -121,9 +121,10 @@ class EntityAdminForm(forms.ModelForm):
         if self.instance.pk is not None and fields != self.instance.fields:
             # Checked here too so the form shows why a schema change is refused; saving re-checks.
             original = Entity.objects.get(pk=self.instance.pk)
-            _, problems, failing = services.entity_schema_migration(entity=original, new_fields=fields)
-            if failing:
-                self.add_error("fields", services.schema_conflict_message(problems, failing))
+            try:
+                services.entity_fields_check(entity=original, new_fields=fields)
+            except SchemaConflict as exc:
+                self.add_error("fields", exc.message)
         return cleaned
 
 

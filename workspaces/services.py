@@ -8,16 +8,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.text import slugify
 
-from .exceptions import (
-    AlreadyMember,
-    FieldSchemaInvalid,
-    LastOwner,
-    MemberManagementNotAllowed,
-    SchemaConflict,
-    UserNotFound,
-)
-from .field_types import clean_record_data, validate_field_specs
+from .exceptions import AlreadyMember, FieldSchemaInvalid, LastOwner, MemberManagementNotAllowed, UserNotFound
+from .field_types import validate_field_specs
 from .models import ROLE_RANK, Entity, Membership, Role, Workspace
+from .signals import entity_fields_changing
 
 User = get_user_model()
 
@@ -169,39 +163,10 @@ def entity_create(
     )
 
 
-# How many failing records a schema change names in its error.
-SCHEMA_ERROR_EXAMPLES = 5
-
-
-def entity_schema_migration(*, entity: Entity, new_fields: list[dict]) -> tuple[list, list[str], int]:
-    """Check every existing record against ``new_fields`` (already validated).
-
-    Returns (records whose stored data changes, messages about up to ``SCHEMA_ERROR_EXAMPLES`` failing
-    records, number of failing records). Values are converted to the new types; values of removed fields
-    are dropped."""
-    from records.models import Record  # records depends on workspaces, not the other way at import time
-
-    names = {spec["name"] for spec in new_fields}
-    problems: list[str] = []
-    updates: list[Record] = []
-    failing = 0
-    for record in Record.objects.filter(entity=entity).only("id", "data").iterator(chunk_size=1000):
-        kept = {k: v for k, v in (record.data or {}).items() if k in names}
-        cleaned, errors = clean_record_data(new_fields, kept)
-        if errors:
-            failing += 1
-            if len(problems) < SCHEMA_ERROR_EXAMPLES:
-                detail = "; ".join(f"{field}: {msgs[0]}" for field, msgs in errors.items())
-                problems.append(f"record {record.id}: {detail}")
-            continue
-        if cleaned != record.data:
-            record.data = cleaned
-            updates.append(record)
-    return updates, problems, failing
-
-
-def schema_conflict_message(problems: list[str], failing: int) -> str:
-    return f"{failing} existing record(s) do not fit the new fields: " + " | ".join(problems)
+def entity_fields_check(*, entity: Entity, new_fields: list[dict]) -> None:
+    """Would the data stored for ``entity`` fit ``new_fields`` (validated)? Raises ``SchemaConflict``
+    naming what does not (the apps holding the data answer through ``entity_fields_changing``)."""
+    entity_fields_changing.send(sender=Entity, entity=entity, new_fields=new_fields, apply=False)
 
 
 @transaction.atomic
@@ -209,9 +174,8 @@ def entity_update(*, entity: Entity, **changes: Any) -> Entity:
     """Update an entity. A new field schema is checked against every existing record first: values are
     converted to the new types, values of removed fields are dropped, and if any record does not fit
     (new required field without a value, an option removed that is still used, a value that cannot be
-    converted) nothing changes and the 409 error names the records."""
-    from records.models import Record
-
+    converted) nothing changes and ``SchemaConflict`` names the records. The records app does the
+    checking and converting, through ``workspaces.signals.entity_fields_changing``."""
     if "name" in changes and changes["name"] != entity.name:
         entity.name = changes["name"]
         entity.slug = _unique_slug(entity.workspace, entity.name, exclude_pk=entity.pk)
@@ -221,12 +185,7 @@ def entity_update(*, entity: Entity, **changes: Any) -> Entity:
     new_fields = validated_fields(changes.get("fields", entity.fields), status_field)
     entity.status_field = status_field
     if "fields" in changes:
-        updates, problems, failing = entity_schema_migration(entity=entity, new_fields=new_fields)
-        if failing:
-            message = schema_conflict_message(problems, failing)
-            raise SchemaConflict(message, errors={"fields": [message]})
-        if updates:
-            Record.objects.bulk_update(updates, ["data"], batch_size=500)
+        entity_fields_changing.send(sender=Entity, entity=entity, new_fields=new_fields, apply=True)
         entity.fields = new_fields
     entity.save()
     return entity

@@ -7,6 +7,8 @@ from records import services
 from records.exceptions import RecordDataInvalid
 from records.models import Record, Task
 from tests.factories import RecordFactory
+from workspaces import services as workspace_services
+from workspaces.exceptions import SchemaConflict
 
 
 @pytest.fixture
@@ -72,3 +74,23 @@ def test_task_create_and_update(workspace, owner):
     assert task.completed_at is not None and task.created_by == owner
     task = services.task_update(task=task, status=Task.Status.OPEN)
     assert task.completed_at is None
+
+
+def test_records_answer_an_entity_schema_change_through_the_workspaces_signal(entity):
+    """workspaces never imports records: it asks through ``entity_fields_changing``; records checks and
+    converts its stored values."""
+    record = RecordFactory(entity=entity, data={"name": "Ada", "amount": 12})
+    as_text = [{**f, "type": "text"} if f["name"] == "amount" else f for f in entity.fields]
+    workspace_services.entity_fields_check(entity=entity, new_fields=as_text)  # fits: nothing raised
+    record.refresh_from_db()
+    assert record.data["amount"] == 12  # a check converts nothing
+
+    required_phone = [*entity.fields, {"name": "phone", "type": "text", "required": True}]
+    with pytest.raises(SchemaConflict) as info:
+        workspace_services.entity_fields_check(entity=entity, new_fields=required_phone)
+    assert info.value.message.startswith("1 existing record(s) do not fit the new fields: ")
+    assert info.value.errors == {"fields": [info.value.message]}
+
+    workspace_services.entity_update(entity=entity, fields=as_text)
+    record.refresh_from_db()
+    assert record.data["amount"] == "12"
