@@ -6,24 +6,23 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from records.models import Record
-from workspaces.admin import PrettyJSONField
+from records.selectors import records_of_entity
+from workspaces.admin import PrettyJSONField, adopt_saved
 
-from . import services
+from . import selectors, services
 from .action_types import action_types
 from .action_types.base import json_html
 from .exceptions import RuleInvalid, RunNotRetryable, TestRecordInvalid
-from .models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
+from .models import AutomationEvent, AutomationLog, AutomationRule
 from .trigger_types import trigger_types
 
 RECENT_RUNS = 10
-SUCCESS_RATE_WINDOW = 100
 CONFIG_FIELDS = ("trigger_config", "action_config", "conditions")
 
 
@@ -102,7 +101,7 @@ class RuleTestForm(forms.Form):
 
     def __init__(self, *args, rule: AutomationRule, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["record"].queryset = Record.objects.filter(entity_id=rule.entity_id).order_by("-created_at")
+        self.fields["record"].queryset = records_of_entity(rule.entity_id)
         self.fields["record"].label_from_instance = lambda record: _record_label(record)
 
 
@@ -161,35 +160,26 @@ class AutomationRuleAdmin(admin.ModelAdmin):
         return [*self.fieldsets, self.health_fieldset, self.meta_fieldset]
 
     def get_queryset(self, request):
-        last_status = AutomationLog.objects.filter(automation=OuterRef("pk")).order_by("-created_at", "-id")
-        return super().get_queryset(request).annotate(_last_status=Subquery(last_status.values("status")[:1]))
+        return selectors.with_last_run_status(super().get_queryset(request))
 
-    @admin.display(description="last run", ordering="_last_status")
+    @admin.display(description="last run", ordering="last_run_status")
     def last_run_status(self, obj) -> str:
-        return getattr(obj, "_last_status", None) or "—"
+        return getattr(obj, "last_run_status", None) or "—"
 
-    @admin.display(description=f"success rate (last {SUCCESS_RATE_WINDOW} finished runs)")
+    @admin.display(description=f"success rate (last {selectors.SUCCESS_RATE_WINDOW} finished runs)")
     def success_rate(self, obj) -> str:
         if obj.pk is None:
             return "—"
-        ids = (
-            AutomationLog.objects.filter(
-                automation=obj, is_test=False, status__in=[RunStatus.SUCCESS, RunStatus.ERROR]
-            ).order_by("-created_at")[:SUCCESS_RATE_WINDOW]
-        ).values("pk")
-        counts = AutomationLog.objects.filter(pk__in=ids).aggregate(
-            total=Count("pk"), ok=Count("pk", filter=Q(status=RunStatus.SUCCESS))
-        )
-        if not counts["total"]:
+        succeeded, finished = selectors.success_rate(obj)
+        if not finished:
             return "No finished runs yet."
-        rate = 100 * counts["ok"] / counts["total"]
-        return f"{rate:.0f}% ({counts['ok']} of {counts['total']} succeeded)"
+        return f"{100 * succeeded / finished:.0f}% ({succeeded} of {finished} succeeded)"
 
     @admin.display(description="recent runs")
     def recent_runs(self, obj) -> str:
         if obj.pk is None:
             return "—"
-        logs = list(AutomationLog.objects.filter(automation=obj).order_by("-created_at", "-id")[:RECENT_RUNS])
+        logs = selectors.recent_runs(obj, RECENT_RUNS)
         if not logs:
             return "No runs yet."
         rows = format_html_join(
@@ -217,14 +207,21 @@ class AutomationRuleAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        # The form validated through services.validate_rule_parts; updates go through the service so
-        # turning a rule back on clears its failure state, as in the API.
+        # Through the services, as in the API: a rule turned back on clears its failure state.
+        cleaned = form.cleaned_data
         if change:
-            changes = {name: form.cleaned_data[name] for name in services.RULE_FIELDS if name in form.changed_data}
+            changes = {name: cleaned[name] for name in services.RULE_FIELDS if name in form.changed_data}
             services.rule_update(rule=obj, actor=request.user, **changes)
-        else:
-            obj.created_by = request.user
-            obj.save(force_insert=True)
+            return
+        fields = {name: cleaned[name] for name in services.RULE_FIELDS if name in cleaned}
+        adopt_saved(obj, services.rule_create(workspace=cleaned["workspace"], actor=request.user, **fields))
+
+    def delete_model(self, request, obj):
+        services.rule_delete(rule=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for rule in queryset:
+            services.rule_delete(rule=rule, actor=request.user)
 
     # ------------------------------------------------------------------ actions
 

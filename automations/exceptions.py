@@ -1,8 +1,8 @@
 """Errors of the automations app.
 
 - Domain errors the services raise (``config.api`` maps them to HTTP once; the admin and the
-  ``test_automation`` command show them as they are): ``RuleInvalid``, ``TestRecordInvalid``,
-  ``RunNotRetryable``, ``RunNotFound``.
+  ``test_automation`` command show them as they are): ``RuleInvalid``, ``ConfigInvalid``,
+  ``TestRecordInvalid``, ``RuleQueryInvalid``, ``RunNotRetryable``, ``RunNotFound``.
 - Outcomes an action can raise while it runs: ``ActionError`` and its kinds. The executor turns them
   into log states (retry, error, disable).
 """
@@ -27,6 +27,10 @@ class TestRecordInvalid(InvalidInput):
     """The record given for a test run cannot be used with this rule."""
 
     __test__ = False  # not a pytest test class
+
+
+class RuleQueryInvalid(InvalidInput):
+    """A rule list's filters are invalid (e.g. a trigger or action type that is not registered)."""
 
 
 class RunNotRetryable(Conflict):

@@ -13,7 +13,8 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.utils import timezone
 
-from workspaces.models import Entity, Membership, Role
+from workspaces.models import Entity
+from workspaces.selectors import manager_emails
 
 from . import conditions as conditions_module
 from . import executor
@@ -143,7 +144,14 @@ def rule_update(*, rule: AutomationRule, actor=None, **changes) -> AutomationRul
 
 
 def rule_set_active(*, rule: AutomationRule, active: bool) -> AutomationRule:
+    """Turn a rule on (revalidated, failure state cleared) or off."""
     return rule_update(rule=rule, is_active=active)
+
+
+@transaction.atomic
+def rule_delete(*, rule: AutomationRule, actor=None) -> None:
+    """Delete a rule with its run log."""
+    rule.delete()
 
 
 @transaction.atomic
@@ -176,11 +184,7 @@ def rule_disable(*, rule: AutomationRule, reason: str) -> None:
     if not changed:
         return
     logger.warning("rule %s (%s) turned off: %s", rule.pk, rule.name, reason)
-    recipients = list(
-        Membership.objects.filter(workspace_id=rule.workspace_id, role__in=[Role.OWNER, Role.ADMIN])
-        .exclude(user__email="")
-        .values_list("user__email", flat=True)
-    )
+    recipients = manager_emails(rule.workspace_id)
     if not recipients:
         return
     body = (

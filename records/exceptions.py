@@ -13,3 +13,7 @@ class RecordNotFound(NotFound):
     """No such record in this workspace (another workspace's record is "not found" too)."""
 
     default_message = "Record not found."
+
+
+class RecordQueryInvalid(InvalidInput):
+    """A record or task list's query parameters are invalid (unknown field or lookup, bad value)."""

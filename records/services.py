@@ -58,6 +58,7 @@ def record_update(*, record: Record, data: Any, actor=None, merge: bool = True) 
 
 @transaction.atomic
 def record_delete(*, record: Record, actor=None) -> None:
+    """Delete a record (its automations see the deleted snapshot; its tasks stay, unlinked)."""
     record.actor = actor
     record.delete()
 
@@ -105,6 +106,7 @@ TASK_FIELDS = ("title", "description", "status", "assignee", "due_date", "record
 def task_create(
     *, workspace, title: str, actor=None, created_by_rule_id=None, created_by_run_id=None, **fields
 ) -> Task:
+    """Create a task (``TASK_FIELDS``); created done, it is completed now."""
     task = Task(
         workspace=workspace,
         title=title,
@@ -121,6 +123,7 @@ def task_create(
 
 @transaction.atomic
 def task_update(*, task: Task, actor=None, **changes) -> Task:
+    """Change a task's fields (``TASK_FIELDS``); a status change sets or clears ``completed_at``."""
     for key, value in changes.items():
         if key in TASK_FIELDS:
             setattr(task, key, value)
@@ -128,6 +131,11 @@ def task_update(*, task: Task, actor=None, **changes) -> Task:
         task.completed_at = timezone.now() if task.status == Task.Status.DONE else None
     task.save()
     return task
+
+
+@transaction.atomic
+def task_delete(*, task: Task, actor=None) -> None:
+    task.delete()
 
 
 @transaction.atomic

@@ -66,9 +66,11 @@ def test_records_does_not_import_automations():
     "path",
     [
         "automations/services.py",
+        "automations/selectors.py",
         "records/services.py",
         "records/selectors.py",
         "workspaces/services.py",
+        "workspaces/selectors.py",
         "config/errors.py",
         "config/registry.py",
     ],
@@ -164,3 +166,44 @@ def test_every_module_imports_on_its_own_and_in_several_orders():
     assert proc.returncode == 0, proc.stderr[-3000:]
     failures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert failures == {}, "\n\n".join(f"{label}:\n{tb}" for label, tb in failures.items())
+
+
+WRITE_METHODS = {"save", "delete", "bulk_create", "bulk_update", "get_or_create", "update_or_create"}
+QUERYSET_WRITE_METHODS = {"create", "update"}  # dict.update too: flagged only on a manager or queryset
+
+
+def direct_writes(path: Path) -> list[str]:
+    """Calls that write to the database around the services (``x.save()``, ``qs.update(...)``, ...);
+    ``formset.save(commit=False)`` only builds objects and is allowed."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        receiver = ast.unparse(node.func.value)
+        on_queryset = "objects" in receiver or "queryset" in receiver
+        if node.func.attr in WRITE_METHODS or (node.func.attr in QUERYSET_WRITE_METHODS and on_queryset):
+            builds_only = any(
+                k.arg == "commit" and isinstance(k.value, ast.Constant) and k.value.value is False
+                for k in node.keywords
+            )
+            if not builds_only:
+                found.append(f"line {node.lineno}: .{node.func.attr}(...)")
+    return found
+
+
+@pytest.mark.parametrize("path", ["automations/admin.py", "records/admin.py"])
+def test_the_admin_writes_only_through_services(path):
+    assert direct_writes(ROOT / path) == []
+
+
+def test_the_write_check_sees_a_direct_save(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "def save_model(obj, formset, queryset, cleaned):\n"
+        "    formset.save(commit=False)\n"
+        "    cleaned.update({})\n"
+        "    obj.save()\n"
+        "    queryset.update(is_active=False)\n"
+        "    Task.objects.create(title='x')\n"
+    )
+    assert direct_writes(sample) == ["line 4: .save(...)", "line 5: .update(...)", "line 6: .create(...)"]

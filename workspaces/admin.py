@@ -31,6 +31,14 @@ class PrettyJSONField(forms.JSONField):
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, cls=self.encoder)
 
 
+def adopt_saved(obj, saved) -> None:
+    """Make the admin's unsaved ``obj`` the object a service created: the admin goes on with ``obj``
+    (its id for the redirect and the history entry, its name for the message)."""
+    obj.pk = saved.pk
+    obj._state.adding = False
+    obj.refresh_from_db()
+
+
 class MembershipInlineFormSet(forms.BaseInlineFormSet):
     def clean(self):
         super().clean()

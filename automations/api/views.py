@@ -14,11 +14,10 @@ from records.exceptions import RecordNotFound
 from records.selectors import record_in_workspace
 from workspaces.models import Entity, Role
 from workspaces.permissions import WorkspaceScopedViewSet
+from workspaces.selectors import entity_in_workspace
 
-from .. import services, webhooks
-from ..action_types import action_types
-from ..models import AutomationLog, AutomationRule
-from ..trigger_types import trigger_types
+from .. import selectors, services, webhooks
+from ..models import AutomationRule
 from . import schema  # noqa: F401  (registers the OpenAPI extension for rules)
 from .serializers import (
     AutomationLogSerializer,
@@ -81,7 +80,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return AutomationRule.objects.none()
-        return AutomationRule.objects.filter(workspace=self.workspace).select_related("entity")
+        return selectors.rules_of_workspace(self.workspace)
 
     def get_object(self):
         try:
@@ -101,7 +100,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         return AutomationRuleSerializer(rule, context=self.get_serializer_context()).data
 
     def _entity(self, entity_id) -> Entity:
-        entity = Entity.objects.filter(pk=entity_id, workspace=self.workspace).first()
+        entity = entity_in_workspace(self.workspace, entity_id)
         if entity is None:
             raise exceptions.ValidationError({"entity_id": ["Entity not found in this workspace."]})
         return entity
@@ -117,22 +116,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         if self.action != "list":
             return queryset
         params = _query(RuleListQuerySerializer, self.request)
-        errors = {}
-        for key, registry in (("trigger_type", trigger_types), ("action_type", action_types)):
-            if key in params:
-                names = registry.names()
-                if params[key] not in names:
-                    errors[key] = [f"Unknown {key.replace('_', ' ')}. Choose one of: {', '.join(names)}."]
-        if errors:
-            raise exceptions.ValidationError(errors)
-        for key in ("entity_id", "trigger_type", "action_type"):
-            if key in params:
-                queryset = queryset.filter(**{key: params[key]})
-        if params.get("is_active") is not None:
-            queryset = queryset.filter(is_active=params["is_active"])
-        if params.get("search"):
-            queryset = queryset.filter(name__icontains=params["search"])
-        return queryset
+        return selectors.filter_rules(queryset, **params)
 
     def perform_create(self, serializer):
         fields = dict(serializer.validated_data)
@@ -154,6 +138,9 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     def destroy(self, request, *args, **kwargs):
         """Delete the rule and its run log."""
         return super().destroy(request, *args, **kwargs)
+
+    def perform_destroy(self, instance):
+        services.rule_delete(rule=instance, actor=self.request.user)
 
     # ------------------------------------------------------------------ test, logs, retry, secret
 
@@ -186,18 +173,11 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         (dates or date-times, on the run's creation time), ``is_test``."""
         rule = self.get_object()
         params = _query(LogQuerySerializer, request)
-        queryset = AutomationLog.objects.filter(automation=rule).order_by("-created_at", "-id")
-        if params.get("status"):
-            queryset = queryset.filter(status=params["status"])
-        if params.get("since"):
-            queryset = queryset.filter(created_at__gte=params["since"])
-        if params.get("until"):
-            queryset = queryset.filter(created_at__lt=params["until"])
-        if params.get("is_test") is not None:
-            queryset = queryset.filter(is_test=params["is_test"])
+        limit = params.pop("limit")
+        queryset = selectors.rule_runs(rule, **params)
         total = queryset.count()
-        logs = AutomationLogSerializer(queryset[: params["limit"]], many=True).data
-        return ok({"logs": logs, "total": total, "limit": params["limit"]}, f"Retrieved {len(logs)} log(s)")
+        logs = AutomationLogSerializer(queryset[:limit], many=True).data
+        return ok({"logs": logs, "total": total, "limit": limit}, f"Retrieved {len(logs)} log(s)")
 
     @extend_schema(
         request=None,
@@ -207,12 +187,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     @action(detail=True, methods=["post"], url_path=rf"logs/(?P<log_id>{UUID_RE})/retry")
     def retry_log(self, request, *args, log_id=None, **kwargs):
         """Queue a failed (or skipped) run again with its stored event; the webhook-id stays the same."""
-        rule = self.get_object()
-        try:
-            log = AutomationLog.objects.get(pk=log_id, automation=rule)
-        except (AutomationLog.DoesNotExist, DjangoValidationError, ValueError):
-            raise exceptions.NotFound("Run not found.") from None
-        log = services.log_retry(log=log)
+        log = services.log_retry(log=selectors.run_of_rule(self.get_object(), log_id))
         return ok({"log": AutomationLogSerializer(log).data}, "Run queued for retry", status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: OneRule})

@@ -1,30 +1,16 @@
-import re
-
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import F, OuterRef, Q, Subquery
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 
 from config.api import ok
-from workspaces.field_types import LOOKUPS, FieldValueError, field_types
-from workspaces.models import Entity, Membership, Role
+from workspaces.field_types import LOOKUPS
+from workspaces.models import Membership, Role
 from workspaces.permissions import WorkspaceScopedViewSet, membership_or_404
 
-from .. import services
+from .. import selectors, services
 from ..models import Record, Task
 from .serializers import BulkRecordSerializer, RecordSerializer, TaskSerializer
-
-RESERVED_PARAMS = {"page", "page_size", "ordering", "format", "search"}
-ORDERING_RE = re.compile(r"^-?[A-Za-z_][A-Za-z0-9_]*$")
-MAX_PARAM_LENGTH = 1000
-
-
-def _query_value(key: str, raw: str) -> str:
-    if "\x00" in raw or len(raw) > MAX_PARAM_LENGTH:
-        raise exceptions.ValidationError({key: [f"Must be at most {MAX_PARAM_LENGTH} characters, without NUL."]})
-    return raw
 
 
 @extend_schema(tags=["records"])
@@ -47,20 +33,10 @@ class RecordViewSet(WorkspaceScopedViewSet):
         if not user or not user.is_authenticated:
             raise exceptions.NotAuthenticated()
         workspace_pk = kwargs.get("workspace_pk")
-        member = Membership.objects.filter(workspace_id=OuterRef("workspace_id"), user_id=user.pk)
-        try:
-            found = list(
-                Entity.objects.select_related("workspace")
-                .filter(pk=kwargs.get("entity_pk"), workspace_id=workspace_pk)
-                .annotate(member_id=Subquery(member.values("id")[:1]), member_role=Subquery(member.values("role")[:1]))
-                .order_by()[:1]
-            )
-        except (DjangoValidationError, ValueError):
-            found = []
-        if not found:
+        entity = selectors.entity_for_member(user=user, workspace_id=workspace_pk, entity_id=kwargs.get("entity_pk"))
+        if entity is None:
             membership_or_404(user, workspace_pk)  # 404 "Workspace not found." for non-members
             raise exceptions.NotFound("Entity not found.")
-        entity = found[0]
         if entity.member_id is None:
             raise exceptions.NotFound("Workspace not found.")
         self.entity = entity
@@ -69,7 +45,7 @@ class RecordViewSet(WorkspaceScopedViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Record.objects.none()
-        return Record.objects.filter(entity=self.entity)
+        return selectors.records_of_entity(self.entity.pk)
 
     def get_object(self):
         record = super().get_object()
@@ -102,51 +78,7 @@ class RecordViewSet(WorkspaceScopedViewSet):
     def filter_queryset(self, queryset):
         if self.action != "list":
             return queryset
-        errors: dict[str, list[str]] = {}
-        params = self.request.query_params
-        for key, raw in params.items():
-            raw = _query_value(key, raw)
-            if key in RESERVED_PARAMS:
-                continue
-            name, _, lookup = key.partition("__")
-            spec = self.entity.field(name)
-            if spec is None or lookup not in LOOKUPS and lookup:
-                errors[key] = [
-                    f"Unknown filter. Filter on a field ({', '.join(self.entity.field_names)}) "
-                    f"with an optional lookup ({', '.join(LOOKUPS)})."
-                ]
-                continue
-            try:
-                condition = field_types.get(spec["type"]).lookup_q(f"data__{name}", lookup or "eq", raw, spec)
-            except FieldValueError as exc:
-                errors[key] = [str(exc)]
-                continue
-            queryset = queryset.filter(condition)
-        search = params.get("search", "").strip()
-        if search:
-            condition = Q()
-            for spec in self.entity.fields:
-                if field_types.get(spec["type"]).searchable:
-                    condition |= Q(**{f"data__{spec['name']}__icontains": search})
-            queryset = queryset.filter(condition) if condition else queryset.none()
-        ordering = params.get("ordering")
-        if ordering:
-            keys = []
-            for part in ordering.split(","):
-                part = part.strip()
-                bare = part.lstrip("-")
-                if not ORDERING_RE.match(part) or (
-                    bare not in ("created_at", "updated_at") and self.entity.field(bare) is None
-                ):
-                    errors["ordering"] = [f"Cannot order by '{part}'."]
-                    break
-                target = bare if bare in ("created_at", "updated_at") else f"data__{bare}"
-                keys.append(F(target).desc(nulls_last=True) if part.startswith("-") else F(target).asc(nulls_last=True))
-            if keys:
-                queryset = queryset.order_by(*keys, "-id")
-        if errors:
-            raise exceptions.ValidationError(errors)
-        return queryset
+        return selectors.filter_records(queryset, entity=self.entity, params=self.request.query_params)
 
     def perform_create(self, serializer):
         serializer.instance = services.record_create(
@@ -202,7 +134,7 @@ class TaskViewSet(WorkspaceScopedViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Task.objects.none()
-        return Task.objects.filter(workspace=self.workspace)
+        return selectors.tasks_of_workspace(self.workspace)
 
     @extend_schema(
         parameters=[
@@ -217,26 +149,7 @@ class TaskViewSet(WorkspaceScopedViewSet):
     def filter_queryset(self, queryset):
         if self.action != "list":
             return queryset
-        params = self.request.query_params
-        errors = {}
-        if "status" in params:
-            if params["status"] not in Task.Status.values:
-                errors["status"] = [f"Must be one of: {', '.join(Task.Status.values)}."]
-            queryset = queryset.filter(status=params["status"])
-        for key in ("record_id", "assignee_id"):
-            if key in params:
-                target = Task._meta.get_field(key.removesuffix("_id")).target_field
-                try:
-                    value = target.to_python(_query_value(key, params[key]))
-                    if isinstance(value, int) and not -(2**63) < value < 2**63:
-                        raise ValueError
-                except (DjangoValidationError, ValueError, TypeError):
-                    errors[key] = ["Invalid id."]
-                    continue
-                queryset = queryset.filter(**{key: value})
-        if errors:
-            raise exceptions.ValidationError(errors)
-        return queryset
+        return selectors.filter_tasks(queryset, params=self.request.query_params)
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)

@@ -310,3 +310,26 @@ def test_test_page_escapes_the_email_into_the_sandboxed_iframe(admin_client, ent
     assert "<img id=pwn" not in html
     assert "&lt;img id=pwn src=x onerror=&quot;document.title=&#x27;XSS&#x27;&quot;&gt;" in html
     assert 'sandbox="" srcdoc="&lt;!DOCTYPE html&gt;' in html
+
+
+def test_rule_writes_in_the_admin_go_through_the_services(admin_client, entity, monkeypatch):
+    calls = []
+    for name in ("rule_create", "rule_update", "rule_delete"):
+        real = getattr(services, name)
+        monkeypatch.setattr(
+            services, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw)
+        )
+    response = admin_client.post(ADD_URL, form_data(entity))
+    assert response.status_code == 302
+    rule = AutomationRule.objects.get()
+    assert response["Location"].endswith(reverse("admin:automations_automationrule_changelist"))
+    change = reverse("admin:automations_automationrule_change", args=[rule.pk])
+    assert admin_client.post(change, form_data(entity, name="Renamed")).status_code == 302
+    assert (
+        admin_client.post(
+            reverse("admin:automations_automationrule_delete", args=[rule.pk]), {"post": "yes"}
+        ).status_code
+        == 302
+    )
+    assert calls == ["rule_create", "rule_update", "rule_delete"]
+    assert not AutomationRule.objects.exists()

@@ -14,10 +14,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
-from automations import services
+from automations import selectors, services
 from automations.models import AutomationRule
 from config.errors import DomainError
 from records.models import Record
+from records.selectors import record_by_id
 
 
 def _uuid(value: str, what: str) -> uuid.UUID:
@@ -44,10 +45,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, automation_id, record_id, dry_run=False, as_json=False, **options):
         rule_pk, record_pk = _uuid(automation_id, "automation"), _uuid(record_id, "record")
-        rule = AutomationRule.objects.select_related("entity", "workspace").filter(pk=rule_pk).first()
+        rule = selectors.rule_by_id(rule_pk)
         if rule is None:
             raise CommandError(f"No automation with id {rule_pk}.")
-        record = Record.objects.select_related("entity").filter(pk=record_pk).first()
+        record = record_by_id(record_pk)
         if record is None:
             raise CommandError(f"No record with id {record_pk}.")
         try:
