@@ -27,19 +27,18 @@ class ConfiguredType:
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     config_serializer: ClassVar[type[serializers.Serializer]] = EmptyConfig
-    reject_unknown_options: ClassVar[bool] = True
 
     def validate_config(self, config: Any, *, entity=None) -> dict:
-        """The cleaned config, or ``ConfigInvalid`` with errors keyed by option."""
+        """The cleaned config, or ``ConfigInvalid`` with errors keyed by option (unknown options too: a
+        typo such as ``due_in_dayz`` must not be dropped silently)."""
         if not isinstance(config, dict):
             raise ConfigInvalid(errors={"non_field_errors": ["Must be an object."]})
         serializer = self.config_serializer(data=config, context={"entity": entity})
         if not serializer.is_valid():
             raise ConfigInvalid(errors=flatten_errors(serializer.errors))
-        if self.reject_unknown_options:
-            unknown = sorted(set(config) - set(serializer.fields))
-            if unknown:
-                raise ConfigInvalid(
-                    errors={key: [unknown_key_message(key, serializer.fields, "option")] for key in unknown}
-                )
+        unknown = sorted(set(config) - set(serializer.fields))
+        if unknown:
+            raise ConfigInvalid(
+                errors={key: [unknown_key_message(key, serializer.fields, "option")] for key in unknown}
+            )
         return dict(serializer.validated_data)

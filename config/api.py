@@ -8,6 +8,7 @@ and may set ``response.message``; the renderer wraps it, the exception handler s
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -17,12 +18,12 @@ from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, flatten_errors
+from .errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, flatten_errors, unknown_key_message
 from .renderers import error_body
 
 # --------------------------------------------------------------------------- envelope
@@ -125,6 +126,57 @@ def json_error_view(status_code: int, message: str):
         return JsonResponse({"success": False, "message": message, "errors": {}}, status=status_code)
 
     return view
+
+
+# --------------------------------------------------------------------------- input
+
+
+class StrictInputMixin:
+    """A serializer that refuses keys it does not know: a typo (``"is_activ": false``) is a 400 naming
+    the key, not a silently ignored field. Every write endpoint's input serializer has it (through
+    ``StrictSerializer`` / ``StrictModelSerializer``). Read-only fields are known keys: a client may send
+    back what it read."""
+
+    # The browsable API's HTML forms post Django's CSRF token along with the fields.
+    ignored_keys = frozenset({"csrfmiddlewaretoken"})
+
+    def to_internal_value(self, data):
+        unknown = {}
+        if isinstance(data, Mapping):
+            known = self.fields  # type: ignore[attr-defined]
+            unknown = {
+                str(key): [unknown_key_message(str(key), known)]
+                for key in data
+                if key not in known and key not in self.ignored_keys
+            }
+        try:
+            value = super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+
+class StrictSerializer(StrictInputMixin, serializers.Serializer):
+    """Input without a model; unknown keys refused."""
+
+
+class StrictModelSerializer(StrictInputMixin, serializers.ModelSerializer):
+    """Model input; unknown keys refused."""
+
+
+class NoInput(StrictSerializer):
+    """The body of an action that takes none: any key is unknown."""
+
+
+def validated_input(serializer_class, data, **kwargs) -> dict:
+    """Validate a request body with ``serializer_class`` (400 with field errors) and return it."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 # --------------------------------------------------------------------------- pagination

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.html import format_html
@@ -31,8 +31,6 @@ class ActionType(ConfiguredType):
     - ``preview(ctx)`` returns what ``execute`` would do, without side effects.
     - ``describe_result(result)`` shows a run's result to people (safe HTML, built with ``format_html``).
     """
-
-    reject_unknown_options: ClassVar[bool] = False
 
     def redact_config(self, config: dict) -> dict:
         """The config as shown to members and viewers: secret values replaced by ``[redacted]``."""

@@ -10,6 +10,7 @@ from django.utils.dateparse import parse_date
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.api import StrictModelSerializer, StrictSerializer
 from workspaces.models import ROLE_RANK, Role
 
 from ..action_types import action_types
@@ -36,7 +37,7 @@ class ConfigField(serializers.JSONField):
     """A JSON object (validated by the chosen type; the OpenAPI schema documents each type's shape)."""
 
 
-class AutomationRuleSerializer(serializers.ModelSerializer):
+class AutomationRuleSerializer(StrictModelSerializer):
     """A rule as the seed shows it (id, workspace_id, entity_id, name, trigger_type, trigger_config,
     action_type, action_config, is_active, created_at, updated_at) plus conditions, throttles and health.
     ``signing_secret`` and secret header values (``action_config.headers``) are shown to owners and admins
@@ -114,7 +115,7 @@ class AutomationRuleSerializer(serializers.ModelSerializer):
         return data
 
 
-class RuleTestSerializer(serializers.Serializer):
+class RuleTestSerializer(StrictSerializer):
     record_id = serializers.UUIDField(help_text="A record of the rule's entity.")
     dry_run = serializers.BooleanField(
         required=False, default=False, help_text="Return what would happen, without sending, writing or logging."

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 
-from config.api import ERROR_SCHEMA, ok
+from config.api import ERROR_SCHEMA, NoInput, ok, validated_input
 from records.exceptions import RecordNotFound
 from records.selectors import record_in_workspace
 from workspaces.models import Entity, Role
@@ -92,8 +92,8 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         return {
             "test": RuleTestSerializer,
             "logs": AutomationLogSerializer,
-            "retry_log": serializers.Serializer,
-            "rotate_secret": serializers.Serializer,
+            "retry_log": NoInput,
+            "rotate_secret": NoInput,
         }.get(self.action, AutomationRuleSerializer)
 
     def _rule_data(self, rule: AutomationRule) -> dict:
@@ -187,7 +187,9 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     @action(detail=True, methods=["post"], url_path=rf"logs/(?P<log_id>{UUID_RE})/retry")
     def retry_log(self, request, *args, log_id=None, **kwargs):
         """Queue a failed (or skipped) run again with its stored event; the webhook-id stays the same."""
-        log = services.log_retry(log=selectors.run_of_rule(self.get_object(), log_id))
+        rule = self.get_object()
+        validated_input(NoInput, request.data)
+        log = services.log_retry(log=selectors.run_of_rule(rule, log_id))
         return ok({"log": AutomationLogSerializer(log).data}, "Run queued for retry", status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: OneRule})
@@ -195,5 +197,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     def rotate_secret(self, request, *args, **kwargs):
         """Give the rule a new webhook signing secret; for 24 hours deliveries carry a second signature
         made with the old one, so receivers can switch without dropping messages."""
-        rule = webhooks.rule_rotate_secret(self.get_object())
+        rule = self.get_object()
+        validated_input(NoInput, request.data)
+        rule = webhooks.rule_rotate_secret(rule)
         return ok({"automation": self._rule_data(rule)}, "Signing secret rotated")

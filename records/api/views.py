@@ -1,9 +1,11 @@
+from collections.abc import Mapping
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 
-from config.api import ok
+from config.api import ok, validated_input
 from workspaces.field_types import LOOKUPS
 from workspaces.models import Membership, Role
 from workspaces.permissions import WorkspaceScopedViewSet, membership_or_404
@@ -109,9 +111,10 @@ class RecordViewSet(WorkspaceScopedViewSet):
     def bulk(self, request, *args, **kwargs):
         """Create up to 1,000 records in one transaction: all or nothing; errors name the failing index
         (``records.3.data.email``)."""
-        items = request.data.get("records") if isinstance(request.data, dict) else request.data
-        if items is None:
-            raise exceptions.ValidationError({"records": ["This field is required."]})
+        if isinstance(request.data, Mapping):
+            items = validated_input(BulkRecordSerializer, request.data)["records"]
+        else:
+            items = request.data
         records = services.record_bulk_create(entity=self.entity, items=items, actor=request.user)
         return ok(
             {"records": RecordSerializer(records, many=True).data, "total": len(records)},
