@@ -172,11 +172,20 @@ class DateOrDateTimeField(serializers.DateTimeField):
 
 
 class LogQuerySerializer(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=500)
+    limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=500, help_text="Runs per page.")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=500, help_text="Same as limit.")
+    page = serializers.IntegerField(required=False, default=1, min_value=1, help_text="1 = the newest runs.")
     status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
     since = DateOrDateTimeField(required=False, help_text="Runs created at or after (date or date-time).")
     until = DateOrDateTimeField(required=False, help_text="Runs created before (date or date-time).")
     is_test = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs):
+        if "page_size" in attrs:
+            if "limit" in self.initial_data and attrs["limit"] != attrs["page_size"]:
+                raise serializers.ValidationError({"page_size": ["Give limit or page_size, not both."]})
+            attrs["limit"] = attrs.pop("page_size")
+        return attrs
 
 
 class RuleListQuerySerializer(serializers.Serializer):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -49,6 +51,9 @@ LogList = inline_serializer(
         "logs": AutomationLogSerializer(many=True),
         "total": serializers.IntegerField(help_text="Runs matching the filters (the list holds at most limit)."),
         "limit": serializers.IntegerField(),
+        "page_size": serializers.IntegerField(help_text="Same as limit."),
+        "page": serializers.IntegerField(),
+        "pages": serializers.IntegerField(),
     },
 )
 OneLog = inline_serializer("AutomationLogResult", {"log": AutomationLogSerializer()})
@@ -92,6 +97,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         return {
             "test": RuleTestSerializer,
             "logs": AutomationLogSerializer,
+            "log": AutomationLogSerializer,
             "retry_log": NoInput,
             "rotate_secret": NoInput,
         }.get(self.action, AutomationRuleSerializer)
@@ -169,15 +175,32 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     @extend_schema(parameters=[LogQuerySerializer], responses={200: LogList})
     @action(detail=True, methods=["get"], url_path="logs")
     def logs(self, request, *args, **kwargs):
-        """The rule's runs, newest first: ``limit`` (default 50, max 500), ``status``, ``since`` / ``until``
-        (dates or date-times, on the run's creation time), ``is_test``."""
+        """The rule's runs, newest first, a page at a time: ``limit`` (or ``page_size``; default 50, max
+        500) runs of page ``page`` (default 1); ``total`` counts them all. Filters: ``status``, ``since``
+        / ``until`` (dates or date-times, on the run's creation time), ``is_test``."""
         rule = self.get_object()
         params = _query(LogQuerySerializer, request)
-        limit = params.pop("limit")
-        queryset = selectors.rule_runs(rule, **params)
-        total = queryset.count()
-        logs = AutomationLogSerializer(queryset[:limit], many=True).data
-        return ok({"logs": logs, "total": total, "limit": limit}, f"Retrieved {len(logs)} log(s)")
+        limit, page = params.pop("limit"), params.pop("page")
+        runs = selectors.rule_runs(rule, **params)
+        total = runs.count()
+        pages = max(1, math.ceil(total / limit))
+        if page > pages:
+            raise exceptions.NotFound("Invalid page: past the last page.")
+        logs = AutomationLogSerializer(runs[(page - 1) * limit : page * limit], many=True).data
+        return ok(
+            {"logs": logs, "total": total, "limit": limit, "page_size": limit, "page": page, "pages": pages},
+            f"Retrieved {len(logs)} log(s)",
+        )
+
+    @extend_schema(
+        parameters=[OpenApiParameter("log_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={200: OneLog},
+    )
+    @action(detail=True, methods=["get"], url_path=rf"logs/(?P<log_id>{UUID_RE})")
+    def log(self, request, *args, log_id=None, **kwargs):
+        """One run of the rule (``data.log``, the shape of the list's items); another rule's run is 404."""
+        log = selectors.run_of_rule(self.get_object(), log_id)
+        return ok({"log": AutomationLogSerializer(log).data}, "Log retrieved")
 
     @extend_schema(
         request=None,

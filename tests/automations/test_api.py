@@ -711,6 +711,66 @@ def test_logs_limit_and_filters(api, owner, rule):
     assert get(is_test="true")["total"] == 0
 
 
+def test_logs_page_through_every_run(api, owner, rule):
+    runs = [make_log(rule) for _ in range(7)]
+    newest_first = [str(log.pk) for log in sorted(runs, key=lambda log: (log.created_at, log.pk), reverse=True)]
+    client = api.as_user(owner)
+
+    def get(**params):
+        response = client.get(url(rule.workspace, rule.pk, "logs"), params)
+        assert response.status_code == 200, response.json()
+        return response.json()["data"]
+
+    pages = [get(limit=3, page=page) for page in (1, 2, 3)]
+    assert [log["id"] for page in pages for log in page["logs"]] == newest_first
+    assert [len(page["logs"]) for page in pages] == [3, 3, 1]
+    assert pages[1] | {"logs": None} == {
+        "logs": None,
+        "total": 7,
+        "limit": 3,
+        "page_size": 3,
+        "page": 2,
+        "pages": 3,
+    }
+    assert [log["id"] for log in get(limit=3)["logs"]] == newest_first[:3]  # limit alone: the first page
+    assert [log["id"] for log in get(page_size=3, page=2)["logs"]] == newest_first[3:6]
+    assert get()["page"] == 1 and get()["pages"] == 1 and get()["limit"] == 50
+
+    past = client.get(url(rule.workspace, rule.pk, "logs"), {"limit": 3, "page": 4})
+    assert past.status_code == 404 and past.json()["message"] == "Invalid page: past the last page."
+    empty = client.get(url(services.rule_duplicate(rule=rule).workspace, rule.pk, "logs"), {"status": "running"})
+    assert empty.json()["data"] | {"logs": None} == {
+        "logs": None,
+        "total": 0,
+        "limit": 50,
+        "page_size": 50,
+        "page": 1,
+        "pages": 1,
+    }
+
+
+def test_one_log_by_id(api, members, rule, foreign):
+    log = make_log(rule, status=RunStatus.ERROR, error="boom")
+    other_rule = services.rule_duplicate(rule=rule)
+    others_log = make_log(other_rule)
+    theirs = make_log(foreign["rule"])
+    for role in (Role.OWNER, Role.VIEWER):
+        response = api.as_user(members[role]).get(url(rule.workspace, rule.pk, "logs", log.pk))
+        assert response.status_code == 200, response.json()
+        assert response.json()["message"] == "Log retrieved"
+        data = response.json()["data"]
+        assert set(data) == {"log"}
+        assert data["log"]["id"] == str(log.pk) and data["log"]["error"] == "boom"
+        listed = api.as_user(members[role]).get(url(rule.workspace, rule.pk, "logs")).json()["data"]["logs"][0]
+        assert data["log"] == listed
+    client = api.as_user(members[Role.OWNER])
+    assert client.get(url(rule.workspace, rule.pk, "logs", others_log.pk)).status_code == 404
+    assert client.get(url(rule.workspace, rule.pk, "logs", theirs.pk)).status_code == 404
+    assert client.get(url(rule.workspace, foreign["rule"].pk, "logs", theirs.pk)).status_code == 404
+    assert client.get(url(rule.workspace, rule.pk, "logs", uuid.uuid4())).status_code == 404
+    assert api.as_user(members["outsider"]).get(url(rule.workspace, rule.pk, "logs", log.pk)).status_code == 404
+
+
 @pytest.mark.parametrize(
     ("params", "key"),
     [
@@ -720,6 +780,10 @@ def test_logs_limit_and_filters(api, owner, rule):
         ({"status": "exploded"}, "status"),
         ({"since": "yesterday"}, "since"),
         ({"until": "2025-13-45"}, "until"),
+        ({"page": "0"}, "page"),
+        ({"page": "x"}, "page"),
+        ({"page_size": "501"}, "page_size"),
+        ({"page_size": "3", "limit": "4"}, "page_size"),
     ],
 )
 def test_logs_reject_bad_params(api, owner, rule, params, key):
