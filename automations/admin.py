@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from config.text import counted
 from records.models import Record
 from records.selectors import records_of_entity
 from workspaces.admin import PrettyJSONField, adopt_saved
@@ -234,7 +235,7 @@ class AutomationRuleAdmin(admin.ModelAdmin):
             except RuleInvalid as exc:
                 failed.append(f"{rule.name}: {'; '.join(exc.messages())}")
         verb = "Activated" if active else "Deactivated"
-        self.message_user(request, f"{verb} {done} rule(s).", messages.SUCCESS)
+        self.message_user(request, f"{verb} {counted(done, 'rule')}.", messages.SUCCESS)
         for problem in failed:
             self.message_user(request, f"Not changed, the rule is invalid: {problem}", messages.ERROR)
 
@@ -249,7 +250,9 @@ class AutomationRuleAdmin(admin.ModelAdmin):
     @admin.action(description="Duplicate selected rules (copies start inactive)", permissions=["add"])
     def duplicate(self, request, queryset):
         copies = [services.rule_duplicate(rule=rule, actor=request.user) for rule in queryset]
-        self.message_user(request, f"Created {len(copies)} inactive copy(ies).", messages.SUCCESS)
+        self.message_user(
+            request, f"Created {counted(len(copies), 'inactive copy', 'inactive copies')}.", messages.SUCCESS
+        )
 
     # ------------------------------------------------------------------ "Test on a record"
 
@@ -377,7 +380,7 @@ class AutomationLogAdmin(admin.ModelAdmin):
             except RunNotRetryable as exc:
                 refused.append(f"{log.pk}: {exc.message}")
         if queued:
-            self.message_user(request, f"Queued {queued} run(s) for retry.", messages.SUCCESS)
+            self.message_user(request, f"Queued {counted(queued, 'run')} for retry.", messages.SUCCESS)
         for problem in refused:
             self.message_user(request, f"Not retried — {problem}", messages.WARNING)
 

@@ -19,6 +19,8 @@ LIST_VALUE_OPS = {"in", "not_in"}
 ORDER_OPS = {"gt", "gte", "lt", "lte"}
 TEXT_OPS = {"contains", "not_contains", "starts_with", "ends_with"}
 OPERATORS = ["eq", "neq", *sorted(ORDER_OPS), *sorted(TEXT_OPS), *sorted(LIST_VALUE_OPS), *sorted(NO_VALUE_OPS)]
+# Accepted and stored as the documented operator: record filters spell "not equal" ``ne`` too.
+OPERATOR_ALIASES = {"ne": "neq"}
 ANY_TYPE = AnyType()  # a field not (or no longer) in the schema
 MAX_DEPTH = 5
 MAX_RULES = 50
@@ -75,6 +77,7 @@ def _validate_rule(rule, path, entity, errors) -> dict:
     if unknown:
         errors[f"{path}.{sorted(unknown)[0]}"] = ["Unknown key in a condition (expected field, op, value)."]
     field, op = rule.get("field"), rule.get("op")
+    op = OPERATOR_ALIASES.get(op, op) if isinstance(op, str) else op
     spec = None
     if not isinstance(field, str) or not field:
         errors[f"{path}.field"] = ["A field name is required."]

@@ -25,6 +25,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, flatten_errors, unknown_key_message
 from .renderers import error_body
+from .text import counted
 
 # --------------------------------------------------------------------------- envelope
 
@@ -189,6 +190,7 @@ class EnvelopePagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
     plural = "results"
+    singular = "result"
 
     def __init__(self, plural: str | None = None):
         if plural:
@@ -197,6 +199,7 @@ class EnvelopePagination(PageNumberPagination):
     def paginate_queryset(self, queryset, request, view=None):
         if view is not None:
             self.plural = getattr(view, "envelope_plural", self.plural)
+            self.singular = getattr(view, "envelope_singular", self.singular)
         try:
             return super().paginate_queryset(queryset, request, view)
         except exceptions.NotFound as exc:
@@ -225,7 +228,7 @@ class EnvelopePagination(PageNumberPagination):
                 "page_size": size,
                 "pages": max(1, math.ceil(total / size)) if size else 1,
             },
-            f"Retrieved {total} {self.plural}",
+            f"Retrieved {counted(total, self.singular, self.plural)}",
         )
 
     def get_paginated_response_schema(self, schema):
@@ -377,7 +380,10 @@ class EnvelopeModelViewSet(viewsets.ModelViewSet):
         if page is not None:
             return self.get_paginated_response(self.get_serializer(page, many=True).data)
         data = self.get_serializer(queryset, many=True).data
-        return ok({self.envelope_plural: data, "total": len(data)}, f"Retrieved {len(data)} {self.envelope_plural}")
+        return ok(
+            {self.envelope_plural: data, "total": len(data)},
+            f"Retrieved {counted(len(data), self.envelope_singular, self.envelope_plural)}",
+        )
 
     def retrieve(self, request, *args, **kwargs):
         return ok({self.envelope_singular: self.get_serializer(self.get_object()).data}, f"{self.label} retrieved")

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 
-from workspaces.field_types import LOOKUPS, FieldValueError, field_types
+from workspaces.field_types import DOCUMENTED_LOOKUPS, LOOKUPS, FieldValueError, field_types
 from workspaces.models import Entity, Membership
 
 from .exceptions import RecordNotFound, RecordQueryInvalid
@@ -82,7 +82,7 @@ def filter_records(records: QuerySet[Record], *, entity: Entity, params: Mapping
         if spec is None or lookup not in LOOKUPS and lookup:
             errors[key] = [
                 f"Unknown filter. Filter on a field ({', '.join(entity.field_names)}) "
-                f"with an optional lookup ({', '.join(LOOKUPS)})."
+                f"with an optional lookup ({', '.join(DOCUMENTED_LOOKUPS)})."
             ]
             continue
         try:

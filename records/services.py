@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from config.text import counted
 from workspaces.exceptions import SchemaConflict
 from workspaces.field_types import clean_record_data
 from workspaces.models import Entity
@@ -164,7 +165,8 @@ def records_fit_fields(*, entity: Entity, new_fields: list[dict], apply: bool) -
             record.data = cleaned
             updates.append(record)
     if failing:
-        message = f"{failing} existing record(s) do not fit the new fields: " + " | ".join(problems)
+        fit = "does not fit" if failing == 1 else "do not fit"
+        message = f"{counted(failing, 'existing record')} {fit} the new fields: " + " | ".join(problems)
         raise SchemaConflict(message, errors={"fields": [message]})
     if apply and updates:
         Record.objects.bulk_update(updates, ["data"], batch_size=500)

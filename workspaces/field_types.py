@@ -27,9 +27,11 @@ class FieldValueError(ValueError):
 
 
 # Record filter lookups (``?amount__gte=100``): the lookup after ``__`` -> its Django lookup (None: "not
-# equal", which also matches records without a value).
+# equal", which also matches records without a value). ``neq`` is the documented spelling, as in rule
+# conditions; ``ne`` is accepted too.
 LOOKUPS: dict[str, str | None] = {
     "eq": "",
+    "neq": None,
     "ne": None,
     "gt": "__gt",
     "gte": "__gte",
@@ -39,6 +41,7 @@ LOOKUPS: dict[str, str | None] = {
     "in": "__in",
     "isnull": "__isnull",
 }
+DOCUMENTED_LOOKUPS = [name for name in LOOKUPS if name != "ne"]
 
 
 class FieldType:

@@ -12,6 +12,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 
 from config.api import ERROR_SCHEMA, NoInput, ok, validated_input
+from config.text import counted
 from records.exceptions import RecordNotFound
 from records.selectors import record_in_workspace
 from workspaces.models import Entity, Role
@@ -189,7 +190,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         logs = AutomationLogSerializer(runs[(page - 1) * limit : page * limit], many=True).data
         return ok(
             {"logs": logs, "total": total, "limit": limit, "page_size": limit, "page": page, "pages": pages},
-            f"Retrieved {len(logs)} log(s)",
+            f"Retrieved {counted(len(logs), 'log')}",
         )
 
     @extend_schema(

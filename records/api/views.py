@@ -6,7 +6,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 
 from config.api import ok, validated_input
-from workspaces.field_types import LOOKUPS
+from config.text import counted
+from workspaces.field_types import DOCUMENTED_LOOKUPS
 from workspaces.models import Membership, Role
 from workspaces.permissions import WorkspaceScopedViewSet, membership_or_404
 
@@ -18,8 +19,8 @@ from .serializers import BulkRecordSerializer, RecordSerializer, TaskSerializer
 @extend_schema(tags=["records"])
 class RecordViewSet(WorkspaceScopedViewSet):
     """Records of an entity. ``data`` is validated against the entity's fields. PUT replaces ``data``,
-    PATCH merges it. Filter by field values: ``?status=New``, ``?amount__gte=100`` (lookups: gt, gte,
-    lt, lte, ne, contains, in (comma-separated), isnull); ``?search=`` looks in text fields;
+    PATCH merges it. Filter by field values: ``?status=New``, ``?amount__gte=100`` (lookups: neq, gt,
+    gte, lt, lte, contains, in (comma-separated), isnull; ``ne`` works as ``neq``); ``?search=`` looks in text fields;
     ``?ordering=-amount`` or ``created_at``."""
 
     serializer_class = RecordSerializer
@@ -69,7 +70,7 @@ class RecordViewSet(WorkspaceScopedViewSet):
                 style="form",
                 explode=True,
                 description="Filter by field value: `<field>=<value>` or `<field>__<lookup>=<value>` with lookups "
-                + ", ".join(k for k in LOOKUPS if k != "eq")
+                + ", ".join(k for k in DOCUMENTED_LOOKUPS if k != "eq")
                 + " (e.g. `status=New`, `amount__gte=100`, `status__in=New,Contacted`, `email__isnull=true`).",
             ),
         ]
@@ -118,7 +119,7 @@ class RecordViewSet(WorkspaceScopedViewSet):
         records = services.record_bulk_create(entity=self.entity, items=items, actor=request.user)
         return ok(
             {"records": RecordSerializer(records, many=True).data, "total": len(records)},
-            f"Created {len(records)} records",
+            f"Created {counted(len(records), 'record')}",
             status.HTTP_201_CREATED,
         )
 

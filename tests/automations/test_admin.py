@@ -193,7 +193,7 @@ def test_change_page_shows_recent_runs_and_success_rate(admin_client, rule):
 def test_actions_activate_deactivate_duplicate(admin_client, rule):
     url = reverse("admin:automations_automationrule_changelist")
     response = admin_client.post(url, {"action": "deactivate", "_selected_action": [str(rule.pk)]}, follow=True)
-    assert "Deactivated 1 rule(s)." in response.content.decode()
+    assert "Deactivated 1 rule." in response.content.decode()
     rule.refresh_from_db()
     assert not rule.is_active
     admin_client.post(url, {"action": "activate", "_selected_action": [str(rule.pk)]})
@@ -280,7 +280,7 @@ def test_log_action_retries_failed_runs_only(admin_client, rule):
         url, {"action": "retry", "_selected_action": [str(failed.pk), str(done.pk)]}, follow=True
     )
     html = response.content.decode()
-    assert "Queued 1 run(s) for retry." in html
+    assert "Queued 1 run for retry." in html
     assert "Not retried" in html
     failed.refresh_from_db()
     done.refresh_from_db()

@@ -675,7 +675,7 @@ def test_logs_are_newest_first_with_the_run_ledger(api, owner, rule):
     response = api.as_user(owner).get(url(rule.workspace, rule.pk, "logs"))
     assert response.status_code == 200
     payload = response.json()
-    assert payload["message"] == "Retrieved 2 log(s)"
+    assert payload["message"] == "Retrieved 2 logs"
     data = payload["data"]
     assert data["total"] == 2 and data["limit"] == 50
     assert [log["id"] for log in data["logs"]] == [str(new.pk), str(old.pk)]

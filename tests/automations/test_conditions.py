@@ -152,3 +152,18 @@ def test_nesting_depth_is_limited(entity):
         group = {"match": "all", "rules": [group]}
     with pytest.raises(ConfigInvalid):
         validate_conditions(group, entity=entity)
+
+
+def test_ne_is_accepted_for_neq_and_stored_as_neq(entity):
+    conditions = validate_conditions(
+        {"match": "all", "rules": [{"field": "status", "op": "ne", "value": "New"}]}, entity=entity
+    )
+    assert conditions == {"match": "all", "rules": [{"field": "status", "op": "neq", "value": "New"}]}
+    assert evaluate(conditions, LEAD, None, entity=entity) is True
+    assert "ne" not in OPERATORS  # documented once, as neq
+
+
+def test_an_unknown_operator_lists_the_documented_ones(entity):
+    with pytest.raises(ConfigInvalid) as info:
+        validate_conditions({"match": "all", "rules": [{"field": "status", "op": "not", "value": "x"}]}, entity=entity)
+    assert "Choose one of: eq, neq, gt" in info.value.errors["rules.0.op"][0]

@@ -88,7 +88,7 @@ def test_records_answer_an_entity_schema_change_through_the_workspaces_signal(en
     required_phone = [*entity.fields, {"name": "phone", "type": "text", "required": True}]
     with pytest.raises(SchemaConflict) as info:
         workspace_services.entity_fields_check(entity=entity, new_fields=required_phone)
-    assert info.value.message.startswith("1 existing record(s) do not fit the new fields: ")
+    assert info.value.message.startswith("1 existing record does not fit the new fields: ")
     assert info.value.errors == {"fields": [info.value.message]}
 
     workspace_services.entity_update(entity=entity, fields=as_text)
