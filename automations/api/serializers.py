@@ -13,6 +13,7 @@ from rest_framework import serializers
 from config.api import StrictModelSerializer, StrictSerializer
 from workspaces.models import ROLE_RANK, Role
 
+from .. import selectors
 from ..action_types import action_types
 from ..models import AutomationLog, AutomationRule, RunStatus
 from ..trigger_types import trigger_types
@@ -129,6 +130,10 @@ class AutomationLogSerializer(serializers.ModelSerializer):
     result = serializers.JSONField(read_only=True, allow_null=True)
     delivery_id = serializers.CharField(read_only=True)
     event_type = serializers.CharField(read_only=True, help_text="created, updated or deleted (empty if unknown).")
+    chain = serializers.SerializerMethodField(
+        help_text="The runs whose record changes led to this run, first to last: [{rule_id, rule_name (null once "
+        "the rule is deleted), record_id}]; empty when a person's (or an import's) change caused it."
+    )
 
     class Meta:
         model = AutomationLog
@@ -150,11 +155,33 @@ class AutomationLogSerializer(serializers.ModelSerializer):
             "duration_ms",
             "executed_at",
             "batch_id",
+            "chain",
             "chain_depth",
             "delivery_id",
             "created_at",
         ]
         read_only_fields = fields
+
+    @classmethod
+    def for_logs(cls, logs, *, many: bool = False):
+        """Serialize runs with the names of the rules in their chains looked up once (one query)."""
+        items = list(logs) if many else [logs]
+        names = selectors.rule_names(link.get("rule_id") for log in items for link in log.chain or [])
+        return cls(items if many else logs, many=many, context={"rule_names": names})
+
+    def get_chain(self, obj) -> list[dict]:
+        links = [link for link in obj.chain or [] if isinstance(link, dict)]
+        names = self.context.get("rule_names")
+        if names is None:
+            names = selectors.rule_names(link.get("rule_id") for link in links)
+        return [
+            {
+                "rule_id": link.get("rule_id"),
+                "rule_name": names.get(str(link.get("rule_id"))),
+                "record_id": link.get("record_id"),
+            }
+            for link in links
+        ]
 
 
 class DateOrDateTimeField(serializers.DateTimeField):

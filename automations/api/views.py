@@ -187,7 +187,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         pages = max(1, math.ceil(total / limit))
         if page > pages:
             raise exceptions.NotFound("Invalid page: past the last page.")
-        logs = AutomationLogSerializer(runs[(page - 1) * limit : page * limit], many=True).data
+        logs = AutomationLogSerializer.for_logs(runs[(page - 1) * limit : page * limit], many=True).data
         return ok(
             {"logs": logs, "total": total, "limit": limit, "page_size": limit, "page": page, "pages": pages},
             f"Retrieved {counted(len(logs), 'log')}",
@@ -201,7 +201,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     def log(self, request, *args, log_id=None, **kwargs):
         """One run of the rule (``data.log``, the shape of the list's items); another rule's run is 404."""
         log = selectors.run_of_rule(self.get_object(), log_id)
-        return ok({"log": AutomationLogSerializer(log).data}, "Log retrieved")
+        return ok({"log": AutomationLogSerializer.for_logs(log).data}, "Log retrieved")
 
     @extend_schema(
         request=None,
@@ -214,7 +214,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         rule = self.get_object()
         validated_input(NoInput, request.data)
         log = services.log_retry(log=selectors.run_of_rule(rule, log_id))
-        return ok({"log": AutomationLogSerializer(log).data}, "Run queued for retry", status.HTTP_202_ACCEPTED)
+        return ok({"log": AutomationLogSerializer.for_logs(log).data}, "Run queued for retry", status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: OneRule})
     @action(detail=True, methods=["post"], url_path="rotate-secret")
