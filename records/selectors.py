@@ -6,12 +6,13 @@ Query-string filters are parsed here, once: ``filter_records`` (field values thr
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 
-from workspaces.field_types import DOCUMENTED_LOOKUPS, LOOKUPS, FieldValueError, field_types
+from workspaces.field_types import DOCUMENTED_LOOKUPS, LOOKUPS, FieldValueError, field_types, record_label
 from workspaces.models import Entity, Membership
 
 from .exceptions import RecordNotFound, RecordQueryInvalid
@@ -37,6 +38,39 @@ def record_by_id(record_id) -> Record | None:
         return Record.objects.select_related("entity").filter(pk=record_id).first()
     except (ValueError, DjangoValidationError):
         return None
+
+
+def record_labels(record_ids) -> dict[str, str]:
+    """``{record_id: label}`` (its name or first text field, see ``field_types.record_label``) for the
+    records that exist and have one, in one query."""
+    ids = [record_id for record_id in record_ids if record_id]
+    try:
+        rows = Record.objects.filter(pk__in=ids).values_list("pk", "data", "entity__fields")
+        found = {str(pk): record_label(fields, data) for pk, data, fields in rows}
+    except (ValueError, DjangoValidationError):
+        return {}
+    return {pk: label for pk, label in found.items() if label}
+
+
+def search_records(entity: Entity, term: str, *, limit: int = 20) -> list[tuple[Record, str]]:
+    """Records of ``entity`` for a picker, each with its label: the record whose id is ``term``, or those
+    whose searchable fields contain it (any case), newest first; the newest ones for an empty term."""
+    term = (term or "").strip()[:MAX_PARAM_LENGTH]
+    records = records_of_entity(entity.pk)
+    if term:
+        try:
+            by_id = Q(pk=uuid.UUID(term))
+        except ValueError:
+            by_id = Q(pk__in=[])
+        condition = by_id
+        for spec in entity.fields or []:
+            if field_types.get(spec["type"]).searchable:
+                condition |= Q(**{f"data__{spec['name']}__icontains": term})
+        records = records.filter(condition)
+    return [
+        (record, record_label(entity.fields, record.data) or f"Record {str(record.pk)[:8]}")
+        for record in records[:limit]
+    ]
 
 
 def records_of_entity(entity_id) -> QuerySet[Record]:

@@ -50,7 +50,9 @@ class FieldType:
     - ``clean(value, spec)``: the stored form of a value, or ``FieldValueError``.
     - ``sort_key(value)``: a form that orders correctly for the type (``None`` if it cannot);
       ``compare_by_key`` types (numbers, dates) also test equality on it.
-    - ``ordered``: whether gt/gte/lt/lte mean something; ``searchable``: whether ``?search=`` looks in it.
+    - ``ordered``: whether gt/gte/lt/lte mean something; ``searchable``: whether ``?search=`` looks in it;
+      ``names_records``: whether a value can name its record in lists (a record's label is its ``name``,
+      else its first such field with a value).
     - ``lookup_q(path, lookup, raw, spec)``: the ``Q`` of one record filter on a JSON path.
     """
 
@@ -58,6 +60,7 @@ class FieldType:
     needs_options: ClassVar[bool] = False
     ordered: ClassVar[bool] = True
     searchable: ClassVar[bool] = False
+    names_records: ClassVar[bool] = False
     compare_by_key: ClassVar[bool] = False
 
     def clean(self, value: Any, spec: dict) -> Any:
@@ -127,6 +130,7 @@ class TextType(FieldType):
 
     name = "text"
     searchable = True
+    names_records = True
     max_length = 10_000
 
     def clean(self, value, spec):
@@ -144,6 +148,7 @@ class LongTextType(TextType):
     """Multi-line text."""
 
     name = "long_text"
+    names_records = False
     max_length = 200_000
 
 
@@ -435,6 +440,21 @@ def validate_field_specs(fields: Any) -> tuple[list[dict], dict[str, list[str]]]
                 out[extra] = value
         cleaned.append(out)
     return cleaned, errors
+
+
+def record_label(fields: list[dict], data: dict | None) -> str | None:
+    """What names a record for people: its ``name``, else its first field whose type names records
+    (single-line text) with a value; None when it has neither."""
+    data = data or {}
+    name = data.get("name")
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    for spec in fields or []:
+        value = data.get(spec.get("name"))
+        names = spec.get("type") in field_types and field_types.get(spec["type"]).names_records
+        if names and isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
 
 def clean_record_data(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.html import format_html
@@ -30,7 +30,11 @@ class ActionType(ConfiguredType):
       ``RetryableActionError`` / ``PermanentActionError`` (``automations.exceptions``).
     - ``preview(ctx)`` returns what ``execute`` would do, without side effects.
     - ``describe_result(result)`` shows a run's result to people (safe HTML, built with ``format_html``).
+    - ``signs_requests``: whether runs are signed with the rule's ``signing_secret`` (people are shown
+      the secret only where it is used).
     """
+
+    signs_requests: ClassVar[bool] = False
 
     def redact_config(self, config: dict) -> dict:
         """The config as shown to members and viewers: secret values replaced by ``[redacted]``."""

@@ -74,6 +74,7 @@ class CallWebhook(ActionType):
 
     name = "call_webhook"
     label = "Call webhook"
+    signs_requests = True
     config_serializer = CallWebhookConfigSerializer
 
     def redact_config(self, config: dict) -> dict:
