@@ -409,3 +409,22 @@ def test_test_page_refuses_a_record_of_another_entity_by_id(admin_client, rule, 
     url = reverse("admin:automations_automationrule_test", args=[rule.pk])
     response = admin_client.post(url, {"record": str(elsewhere.pk), "dry_run": "on"})
     assert response.context["form"].errors["record"] == ["Choose a record of this rule's entity."]
+
+
+def test_runs_list_does_not_query_per_row(admin_client, rule, entity):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def add_runs(count):
+        for _ in range(count):
+            record = RecordFactory(entity=entity)
+            make_log(rule, record_id=record.pk, record_snapshot=record.as_snapshot(), is_test=True)
+
+    url = reverse("admin:automations_automationlog_changelist")
+    add_runs(2)
+    with CaptureQueriesContext(connection) as few:
+        assert admin_client.get(url).status_code == 200
+    add_runs(10)
+    with CaptureQueriesContext(connection) as many:
+        assert admin_client.get(url).status_code == 200
+    assert len(many.captured_queries) == len(few.captured_queries)

@@ -338,9 +338,9 @@ def test_secret_header_values_are_shown_to_owners_and_admins_only(api, members, 
         listed = client.get(url(hook_rule.workspace))
         assert one.json()["data"]["automation"]["action_config"]["headers"] == headers, role
         assert listed.json()["data"]["automations"][0]["action_config"]["headers"] == headers, role
-        for response in (one, listed):
-            assert b"s3cret" not in response.content or headers is clear
-            assert b"k3y" not in response.content or headers is clear
+        if headers is hidden:
+            for response in (one, listed):
+                assert b"s3cret" not in response.content and b"k3y" not in response.content, role
     hook_rule.refresh_from_db()
     assert hook_rule.action_config["headers"] == clear  # redaction is in the response only
 
