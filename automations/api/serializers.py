@@ -39,7 +39,7 @@ class ConfigField(serializers.JSONField):
 
 
 class AutomationRuleSerializer(StrictModelSerializer):
-    """A rule as the seed shows it (id, workspace_id, entity_id, name, trigger_type, trigger_config,
+    """An automation rule (id, workspace_id, entity_id, name, trigger_type, trigger_config,
     action_type, action_config, is_active, created_at, updated_at) plus conditions, throttles and health.
     ``signing_secret`` and secret header values (``action_config.headers``) are shown to owners and admins
     only; members and viewers see ``[redacted]``."""
@@ -124,7 +124,8 @@ class RuleTestSerializer(StrictSerializer):
 
 
 class AutomationLogSerializer(serializers.ModelSerializer):
-    """One run: the seed's log (automation_id, record_id, status, result, executed_at) plus the ledger."""
+    """One run of a rule (automation_id, record_id, status, result, executed_at) with its delivery ledger
+    (attempts, schedule, timings) and the chain of runs that caused it."""
 
     automation_id = serializers.UUIDField(read_only=True)
     result = serializers.JSONField(read_only=True, allow_null=True)

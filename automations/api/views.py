@@ -74,7 +74,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     """Automation rules of a workspace: when a record of ``entity_id`` is created, changed or deleted
     (``trigger_type`` + ``trigger_config``) and ``conditions`` match, run one action (``action_type`` +
     ``action_config``). Any member reads; owners and admins write, test and retry. PUT and PATCH are both
-    partial (the seed's PUT)."""
+    partial: fields not given keep their value."""
 
     serializer_class = AutomationRuleSerializer
     envelope_singular = "automation"
@@ -116,7 +116,8 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
 
     @extend_schema(parameters=[RuleListQuerySerializer])
     def list(self, request, *args, **kwargs):
-        """The seed's list (``data.automations`` + ``total``), newest first."""
+        """The workspace's rules (``data.automations`` + ``total``), newest first; filter by ``entity_id``,
+        ``is_active``, ``trigger_type``, ``action_type`` or a ``search`` in the name."""
         return super().list(request, *args, **kwargs)
 
     def filter_queryset(self, queryset):
