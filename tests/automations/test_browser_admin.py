@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -56,10 +57,18 @@ def login(page, live_server, username="root", password="pass-Word-123"):  # noqa
     page.wait_for_url(re.compile(r".*/admin/$"))
 
 
+def type_search(page, text):
+    """Type into the record picker and wait for the search of the whole text to answer (the live server
+    shares one SQLite connection between its threads: no request may still be running afterwards)."""
+    page.fill("#id_record", "")
+    with page.expect_response(lambda response: response.url.endswith("/test/records/?q=" + quote(text))):
+        page.type("#id_record", text, delay=20)
+    page.wait_for_load_state("networkidle")
+
+
 def choose_record(page, record, typed=None):
     """Pick ``record`` in the test page's record picker: type part of its name, click the match."""
-    page.fill("#id_record", "")
-    page.type("#id_record", typed or record.data["name"].split()[0], delay=20)
+    type_search(page, typed or record.data["name"].split()[0])
     page.click(f"#id_record_results [data-record-id='{record.pk}']")
     assert page.locator("input[name=record]").input_value() == str(record.pk)
 
@@ -207,9 +216,8 @@ def test_runs_list_fits_a_1366_px_screen_and_the_picker_finds_records(page, live
 
     # The record picker: by name, by a pasted id, and only records of the rule's entity.
     page.goto(f"{live_server.url}/admin/automations/automationrule/{rule.pk}/test/")
-    page.type("#id_record", "grace", delay=20)
+    type_search(page, "grace")
     page.wait_for_selector(f"#id_record_results [data-record-id='{grace.pk}']")
-    page.wait_for_timeout(400)  # the search settles on the last text typed
     assert page.locator("#id_record_results [role=option]").count() == 1
     assert page.locator(f"#id_record_results [data-record-id='{other.pk}']").count() == 0
     choose_record(page, ada, typed=str(ada.pk))
