@@ -3,42 +3,31 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-from typing import Any
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.http import Http404
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from rest_framework.exceptions import APIException
-from rest_framework.exceptions import ValidationError as DRFValidationError
 
-from config.renderers import flatten_errors
+from config.text import counted
 from records.models import Record
-from workspaces.admin import PrettyJSONField
+from records.selectors import record_labels, records_of_entity, search_records
+from workspaces.admin import PrettyJSONField, adopt_saved
+from workspaces.field_types import record_label
 
-from . import services
+from . import selectors, services
 from .action_types import action_types
+from .action_types.base import json_html
+from .exceptions import RuleInvalid, RunNotRetryable, TestRecordInvalid
 from .models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
 from .trigger_types import trigger_types
 
 RECENT_RUNS = 10
-SUCCESS_RATE_WINDOW = 100
 CONFIG_FIELDS = ("trigger_config", "action_config", "conditions")
-
-
-def pretty_json(value: Any) -> str:
-    """Indented JSON in a <pre> block (escaped)."""
-    if value in (None, "", {}, []):
-        return "—"
-    text = json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
 
 
 def _type_help(registry) -> str:
@@ -89,16 +78,16 @@ class AutomationRuleAdminForm(forms.ModelForm):
                 action_config=cleaned.get("action_config") or {},
                 conditions=cleaned.get("conditions") or {},
             )
-        except DRFValidationError as exc:
+        except RuleInvalid as exc:
             self._add_rule_errors(exc)
             return cleaned
         cleaned.update(parts)
         return cleaned
 
-    def _add_rule_errors(self, exc: DRFValidationError) -> None:
+    def _add_rule_errors(self, exc: RuleInvalid) -> None:
         """``{"action_config.url": [...]}`` -> an error on the action_config field reading "url: ..."."""
-        by_field: dict[str, list[str]] = {}
-        for key, msgs in flatten_errors(exc.detail).items():
+        by_field: dict[str | None, list[str]] = {}
+        for key, msgs in exc.errors.items():
             field, _, sub = key.partition(".")
             if field not in self.fields:
                 field, sub = None, key
@@ -108,22 +97,116 @@ class AutomationRuleAdminForm(forms.ModelForm):
             self.add_error(field, msgs)
 
 
+class RecordPicker(forms.Widget):
+    """A search box over the rule's entity's records (by name or other text, or a pasted id) that
+    keeps the chosen record's id in a hidden input; matches come from the rule's record search URL."""
+
+    template_name = "automations/record_picker.html"  # in the app: form widgets render with the app loaders
+
+    class Media:
+        js = ["automations/record_picker.js"]
+        css = {"all": ["automations/admin.css"]}
+
+    def __init__(self, *, search_url: str, label_for, attrs=None):
+        super().__init__(attrs)
+        self.search_url = search_url
+        self.label_for = label_for
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        context["widget"]["search_url"] = self.search_url
+        context["widget"]["selected_label"] = self.label_for(value) if value else ""
+        return context
+
+
 class RuleTestForm(forms.Form):
-    record = forms.ModelChoiceField(queryset=Record.objects.none(), help_text="A record of the rule's entity.")
+    record = forms.ModelChoiceField(
+        queryset=Record.objects.none(),
+        help_text="A record of the rule's entity: type part of its name or text, or paste its id.",
+        error_messages={"invalid_choice": "Choose a record of this rule's entity."},
+    )
     dry_run = forms.BooleanField(
         required=False, initial=True, help_text="Show what would happen without sending, writing or logging anything."
     )
 
     def __init__(self, *args, rule: AutomationRule, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["record"].queryset = Record.objects.filter(entity_id=rule.entity_id).order_by("-created_at")
-        self.fields["record"].label_from_instance = lambda record: _record_label(record)
+        records = records_of_entity(rule.entity_id)
+        self.fields["record"].queryset = records
+        search_url = reverse("admin:automations_automationrule_test_records", args=[rule.pk])
+        self.fields["record"].widget = RecordPicker(search_url=search_url, label_for=self._label_for(rule, records))
+
+    @staticmethod
+    def _label_for(rule: AutomationRule, records):
+        def label(value) -> str:
+            try:
+                record = records.filter(pk=value).first()
+            except (ValueError, DjangoValidationError):
+                return str(value)
+            if record is None:
+                return str(value)
+            return record_label(rule.entity.fields, record.data) or str(record.pk)
+
+        return label
 
 
-def _record_label(record: Record) -> str:
-    data = record.data or {}
-    summary = ", ".join(f"{k}: {v}" for k, v in list(data.items())[:3] if v not in (None, "", []))
-    return f"{summary[:80]} ({record.pk})" if summary else str(record.pk)
+def record_choice(record: Record, label: str) -> dict:
+    """A record as the picker lists it: its label, then a few other values and the start of its id."""
+    values = [str(v) for v in (record.data or {}).values() if v not in (None, "", []) and str(v) != label][:3]
+    return {"id": str(record.pk), "label": label, "detail": " · ".join([*values, f"id {str(record.pk)[:8]}…"])}
+
+
+def registry_filter(field: str, registry, title: str) -> type[admin.SimpleListFilter]:
+    """A list filter on ``field`` offering the registered types by their labels ("Record created")."""
+
+    class TypeFilter(admin.SimpleListFilter):
+        parameter_name = field
+
+        def lookups(self, request, model_admin):
+            return registry.choices()
+
+        def queryset(self, request, queryset):
+            return queryset.filter(**{field: self.value()}) if self.value() else queryset
+
+    TypeFilter.title = title
+    return TypeFilter
+
+
+TriggerTypeFilter = registry_filter("trigger_type", trigger_types, "trigger")
+ActionTypeFilter = registry_filter("action_type", action_types, "action")
+
+
+TEST_BADGE = '<span class="run-test-badge" title="{}">test</span>'
+STATUS_COLOURS = {
+    RunStatus.SUCCESS: "#1a7f37",
+    RunStatus.ERROR: "#ba2121",
+    RunStatus.RETRYING: "#9a6700",
+    RunStatus.SKIPPED: "#57606a",
+}
+
+
+def run_title(log: AutomationLog) -> str:
+    """How a run is named on its page: the rule's name and when it ran (not ids)."""
+    return f"Run of “{log.automation.name}” · {timezone.localtime(log.created_at):%Y-%m-%d %H:%M:%S}"
+
+
+def run_status_html(log: AutomationLog) -> str:
+    """The run's status in its colour, with a neutral "test" badge on test runs."""
+    status = format_html(
+        '<strong style="color: {}">{}</strong>', STATUS_COLOURS.get(log.status, "inherit"), log.get_status_display()
+    )
+    if not log.is_test:
+        return status
+    return format_html("{} {}", status, format_html(TEST_BADGE, "A test run: started by hand, not by a change"))
+
+
+def run_record_html(log: AutomationLog, entity_fields: list[dict]) -> str:
+    """The run's record by its name (as the run saw it), linked to the record; its id on hover."""
+    if log.record_id is None:
+        return "—"
+    label = record_label(entity_fields, (log.record_snapshot or {}).get("data")) or f"Record {str(log.record_id)[:8]}"
+    url = reverse("admin:records_record_change", args=[log.record_id])
+    return format_html('<a href="{}" title="{}">{}</a>', url, log.record_id, label)
 
 
 @admin.register(AutomationRule)
@@ -141,7 +224,11 @@ class AutomationRuleAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     list_select_related = ["workspace", "entity"]
-    list_filter = ["is_active", "trigger_type", "action_type", "workspace"]
+    list_filter = ["is_active", TriggerTypeFilter, ActionTypeFilter, "workspace"]
+
+    class Media:
+        css = {"all": ["automations/admin.css"]}
+
     search_fields = ["name", "description", "=id", "entity__name", "workspace__name"]
     autocomplete_fields = ["workspace", "entity"]
     actions = ["activate", "deactivate", "duplicate"]
@@ -172,50 +259,45 @@ class AutomationRuleAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return self.fieldsets
-        return [*self.fieldsets, self.health_fieldset, self.meta_fieldset]
+        details, options = self.meta_fieldset
+        signs = obj.action_type in action_types and action_types.get(obj.action_type).signs_requests
+        if not signs:  # the secret only means something where requests are signed with it
+            options = {**options, "fields": [name for name in options["fields"] if name != "signing_secret"]}
+        return [*self.fieldsets, self.health_fieldset, (details, options)]
 
     def get_queryset(self, request):
-        last_status = AutomationLog.objects.filter(automation=OuterRef("pk")).order_by("-created_at", "-id")
-        return super().get_queryset(request).annotate(_last_status=Subquery(last_status.values("status")[:1]))
+        return selectors.with_last_run_status(super().get_queryset(request))
 
-    @admin.display(description="last run", ordering="_last_status")
+    @admin.display(description="last run", ordering="last_run_status")
     def last_run_status(self, obj) -> str:
-        return getattr(obj, "_last_status", None) or "—"
+        return getattr(obj, "last_run_status", None) or "—"
 
-    @admin.display(description=f"success rate (last {SUCCESS_RATE_WINDOW} finished runs)")
+    @admin.display(description=f"success rate (last {selectors.SUCCESS_RATE_WINDOW} finished runs)")
     def success_rate(self, obj) -> str:
         if obj.pk is None:
             return "—"
-        ids = (
-            AutomationLog.objects.filter(
-                automation=obj, is_test=False, status__in=[RunStatus.SUCCESS, RunStatus.ERROR]
-            ).order_by("-created_at")[:SUCCESS_RATE_WINDOW]
-        ).values("pk")
-        counts = AutomationLog.objects.filter(pk__in=ids).aggregate(
-            total=Count("pk"), ok=Count("pk", filter=Q(status=RunStatus.SUCCESS))
-        )
-        if not counts["total"]:
+        succeeded, finished = selectors.success_rate(obj)
+        if not finished:
             return "No finished runs yet."
-        rate = 100 * counts["ok"] / counts["total"]
-        return f"{rate:.0f}% ({counts['ok']} of {counts['total']} succeeded)"
+        return f"{100 * succeeded / finished:.0f}% ({succeeded} of {finished} succeeded)"
 
     @admin.display(description="recent runs")
     def recent_runs(self, obj) -> str:
         if obj.pk is None:
             return "—"
-        logs = list(AutomationLog.objects.filter(automation=obj).order_by("-created_at", "-id")[:RECENT_RUNS])
+        logs = selectors.recent_runs(obj, RECENT_RUNS)
         if not logs:
             return "No runs yet."
         rows = format_html_join(
             "",
-            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            '<tr><td class="nowrap"><a href="{}">{}</a></td><td class="nowrap">{}</td><td>{}</td><td>{}</td>'
+            "<td>{}</td></tr>",
             (
                 (
                     reverse("admin:automations_automationlog_change", args=[log.pk]),
-                    f"{log.created_at:%Y-%m-%d %H:%M:%S}",
-                    log.status,
-                    "test" if log.is_test else log.event_type or "",
-                    log.record_id or "",
+                    f"{timezone.localtime(log.created_at):%Y-%m-%d %H:%M:%S}",
+                    run_status_html(log),
+                    run_record_html(log, obj.entity.fields),
                     log.attempts,
                     (log.error or "")[:120],
                 )
@@ -224,21 +306,28 @@ class AutomationRuleAdmin(admin.ModelAdmin):
         )
         more = reverse("admin:automations_automationlog_changelist") + f"?automation__id__exact={obj.pk}"
         return format_html(
-            "<table><thead><tr><th>created</th><th>status</th><th>kind</th><th>record</th><th>attempts</th>"
+            '<table class="recent-runs"><thead><tr><th>when</th><th>status</th><th>record</th><th>attempts</th>'
             '<th>error</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">All runs of this rule</a></p>',
             rows,
             more,
         )
 
     def save_model(self, request, obj, form, change):
-        # The form validated through services.validate_rule_parts; updates go through the service so
-        # turning a rule back on clears its failure state, as in the API.
+        # Through the services, as in the API: a rule turned back on clears its failure state.
+        cleaned = form.cleaned_data
         if change:
-            changes = {name: form.cleaned_data[name] for name in services.RULE_FIELDS if name in form.changed_data}
+            changes = {name: cleaned[name] for name in services.RULE_FIELDS if name in form.changed_data}
             services.rule_update(rule=obj, actor=request.user, **changes)
-        else:
-            obj.created_by = request.user
-            obj.save(force_insert=True)
+            return
+        fields = {name: cleaned[name] for name in services.RULE_FIELDS if name in cleaned}
+        adopt_saved(obj, services.rule_create(workspace=cleaned["workspace"], actor=request.user, **fields))
+
+    def delete_model(self, request, obj):
+        services.rule_delete(rule=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for rule in queryset:
+            services.rule_delete(rule=rule, actor=request.user)
 
     # ------------------------------------------------------------------ actions
 
@@ -248,10 +337,10 @@ class AutomationRuleAdmin(admin.ModelAdmin):
             try:
                 services.rule_set_active(rule=rule, active=active)
                 done += 1
-            except APIException as exc:
-                failed.append(f"{rule.name}: {'; '.join(m for ms in flatten_errors(exc.detail).values() for m in ms)}")
+            except RuleInvalid as exc:
+                failed.append(f"{rule.name}: {'; '.join(exc.messages())}")
         verb = "Activated" if active else "Deactivated"
-        self.message_user(request, f"{verb} {done} rule(s).", messages.SUCCESS)
+        self.message_user(request, f"{verb} {counted(done, 'rule')}.", messages.SUCCESS)
         for problem in failed:
             self.message_user(request, f"Not changed, the rule is invalid: {problem}", messages.ERROR)
 
@@ -266,13 +355,30 @@ class AutomationRuleAdmin(admin.ModelAdmin):
     @admin.action(description="Duplicate selected rules (copies start inactive)", permissions=["add"])
     def duplicate(self, request, queryset):
         copies = [services.rule_duplicate(rule=rule, actor=request.user) for rule in queryset]
-        self.message_user(request, f"Created {len(copies)} inactive copy(ies).", messages.SUCCESS)
+        self.message_user(
+            request, f"Created {counted(len(copies), 'inactive copy', 'inactive copies')}.", messages.SUCCESS
+        )
 
     # ------------------------------------------------------------------ "Test on a record"
 
     def get_urls(self):
         test_view = self.admin_site.admin_view(self.test_view)
-        return [path("<path:object_id>/test/", test_view, name="automations_automationrule_test"), *super().get_urls()]
+        records_view = self.admin_site.admin_view(self.test_records_view)
+        return [
+            path("<path:object_id>/test/", test_view, name="automations_automationrule_test"),
+            path("<path:object_id>/test/records/", records_view, name="automations_automationrule_test_records"),
+            *super().get_urls(),
+        ]
+
+    def test_records_view(self, request, object_id):
+        """The record picker's matches: records of the rule's entity by label, text or id (JSON)."""
+        rule = self.get_object(request, object_id)
+        if rule is None:
+            raise Http404("No such automation rule.")
+        if not self.has_change_permission(request, rule):
+            raise PermissionDenied
+        found = search_records(rule.entity, request.GET.get("q", ""))
+        return JsonResponse({"results": [record_choice(record, label) for record, label in found]})
 
     def test_view(self, request, object_id):
         rule = self.get_object(request, object_id)
@@ -290,9 +396,12 @@ class AutomationRuleAdmin(admin.ModelAdmin):
                     dry_run=form.cleaned_data["dry_run"],
                     actor=request.user,
                 )
-            except DRFValidationError as exc:
-                form.add_error(None, [m for ms in flatten_errors(exc.detail).values() for m in ms])
+            except TestRecordInvalid as exc:
+                form.add_error(None, exc.messages(keyed=False))
         details = (outcome.get("preview") if outcome and outcome["dry_run"] else (outcome or {}).get("result")) or {}
+        email_html = details.get("html") if isinstance(details, dict) else None
+        if email_html:  # rendered below as the recipient sees it, not as a JSON string
+            details = {key: value for key, value in details.items() if key != "html"}
         context = {
             **self.admin_site.each_context(request),
             "title": f"Test “{rule.name}” on a record",
@@ -301,8 +410,14 @@ class AutomationRuleAdmin(admin.ModelAdmin):
             "rule": rule,
             "form": form,
             "outcome": outcome,
-            "details": pretty_json(details) if details else None,
-            "email_html": details.get("html") if isinstance(details, dict) else None,
+            "details": json_html(details) if details else None,
+            "email_html": email_html,
+            "trigger_label": trigger_types.get(rule.trigger_type).label
+            if rule.trigger_type in trigger_types
+            else rule.trigger_type,
+            "action_label": action_types.get(rule.action_type).label
+            if rule.action_type in action_types
+            else rule.action_type,
             "log_url": reverse("admin:automations_automationlog_change", args=[outcome["log_id"]])
             if outcome and outcome.get("log_id")
             else None,
@@ -313,32 +428,26 @@ class AutomationRuleAdmin(admin.ModelAdmin):
 
 @admin.register(AutomationLog)
 class AutomationLogAdmin(admin.ModelAdmin):
-    list_display = [
-        "created_at",
-        "automation",
-        "status",
-        "trigger_type",
-        "action_type",
-        "record_id",
-        "attempts",
-        "duration_ms",
-        "is_test",
-        "executed_at",
-    ]
-    list_select_related = ["automation"]
-    list_filter = ["status", "trigger_type", "action_type", "is_test", "created_at", "automation"]
+    # Fits 1366 px beside the navigation and the filters; the rest is on the run's page.
+    list_display = ["when", "rule", "record_label", "status_badge", "duration"]
+    list_display_links = ["when"]
+    list_select_related = ["automation__entity"]
+    list_filter = ["status", TriggerTypeFilter, ActionTypeFilter, "is_test", "created_at", "automation"]
     search_fields = ["=record_id", "=id"]
     search_help_text = "Search by record id or run id (the full UUID)."
     date_hierarchy = "created_at"
     actions = ["retry"]
     fieldsets = [
-        (None, {"fields": ["id", "automation", "status", "error", "is_test", "delivery_id"]}),
+        (None, {"fields": ["automation", "status_badge", "error", "caused_by"]}),
         ("Outcome", {"fields": ["result_readable"]}),
-        ("Record", {"fields": ["record_id", "event_type", "record_snapshot_pretty", "old_data_pretty"]}),
+        ("Record", {"fields": ["record_label", "event_type", "record_snapshot_pretty", "old_data_pretty"]}),
         (
             "Ledger",
             {
                 "fields": [
+                    "id",
+                    "delivery_id",
+                    "record_id",
                     "trigger_type",
                     "action_type",
                     "attempts",
@@ -352,10 +461,14 @@ class AutomationLogAdmin(admin.ModelAdmin):
                     "batch_id",
                     "actor_id",
                     "created_at",
-                ]
+                ],
+                "classes": ["collapse"],
             },
         ),
     ]
+
+    class Media:
+        css = {"all": ["automations/admin.css"]}
 
     def get_readonly_fields(self, request, obj=None):
         return [field for _, options in self.fieldsets for field in options["fields"]]
@@ -369,57 +482,109 @@ class AutomationLogAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Automation runs", **(extra_context or {})})
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        log = self.get_object(request, object_id)
+        if log is not None:
+            title = run_title(log)
+            extra_context = {"title": "Automation run", "subtitle": title, "run_title": title, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="when", ordering="created_at")
+    def when(self, obj) -> str:
+        return f"{timezone.localtime(obj.created_at):%b %-d, %H:%M:%S}"
+
+    @admin.display(description="rule", ordering="automation__name")
+    def rule(self, obj) -> str:
+        return obj.automation.name
+
+    @admin.display(description="record")
+    def record_label(self, obj) -> str:
+        """The record's name (as the run saw it), linked to the record."""
+        if obj.record_id is None:
+            return "—"
+        entity_fields = obj.automation.entity.fields if obj.automation.entity_id == obj.entity_id else []
+        data = (obj.record_snapshot or {}).get("data")
+        label = record_label(entity_fields, data) or f"Record {str(obj.record_id)[:8]}"
+        return format_html(
+            '<a href="{}" title="{}">{}</a>',
+            reverse("admin:records_record_change", args=[obj.record_id]),
+            obj.record_id,
+            label,
+        )
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj) -> str:
+        """The status in its colour, with a neutral "test" badge on test runs."""
+        status = format_html(
+            '<strong style="color: {}">{}</strong>', STATUS_COLOURS.get(obj.status, "inherit"), obj.get_status_display()
+        )
+        if not obj.is_test:
+            return status
+        return format_html("{} {}", status, format_html(TEST_BADGE, "A test run: started by hand, not by a change"))
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, obj) -> str:
+        return "—" if obj.duration_ms is None else f"{obj.duration_ms} ms"
+
+    @admin.display(description="caused by")
+    def caused_by(self, obj) -> str:
+        """The chain of runs whose record changes led to this run, first to last."""
+        links = [link for link in obj.chain or [] if isinstance(link, dict)]
+        if not links:
+            return "A change to the record, not made by an automation."
+        names = selectors.rule_names(link.get("rule_id") for link in links)
+        items = format_html_join(
+            "",
+            "<li>{} changed {}</li>",
+            ((self._rule_link(link.get("rule_id"), names), self._record_link(link.get("record_id"))) for link in links),
+        )
+        return format_html('<ol class="run-chain">{}<li>… which started this run</li></ol>', items)
+
+    @staticmethod
+    def _rule_link(rule_id, names: dict[str, str]) -> str:
+        name = names.get(str(rule_id))
+        if name is None:
+            return format_html("a deleted rule ({})", rule_id)
+        return format_html(
+            'the rule <a href="{}">{}</a>', reverse("admin:automations_automationrule_change", args=[rule_id]), name
+        )
+
+    @staticmethod
+    def _record_link(record_id) -> str:
+        if not record_id:
+            return "a record"
+        label = record_labels([record_id]).get(str(record_id)) or f"record {str(record_id)[:8]}"
+        return format_html('<a href="{}">{}</a>', reverse("admin:records_record_change", args=[record_id]), label)
+
     @admin.display(description="record (as the run saw it)")
     def record_snapshot_pretty(self, obj) -> str:
-        return pretty_json(obj.record_snapshot)
+        return json_html(obj.record_snapshot)
 
     @admin.display(description="previous data")
     def old_data_pretty(self, obj) -> str:
-        return pretty_json(obj.old_data)
+        return json_html(obj.old_data)
 
     @admin.display(description="result")
     def result_readable(self, obj) -> str:
-        """The webhook request/response or the email, readably; anything else as indented JSON."""
-        result = obj.result or {}
-        if not isinstance(result, dict) or not result:
-            return pretty_json(result)
-        if obj.action_type == "call_webhook":
-            response = result.get("response") or ""
-            with contextlib.suppress(TypeError, ValueError):
-                response = json.dumps(json.loads(response), indent=2, ensure_ascii=False)
-            return format_html(
-                "<p><strong>{} {}</strong> → HTTP {} in {} ms (delivery {})</p>"
-                "<p>Request headers:</p>{}<p>Response{}:</p><pre style='white-space: pre-wrap'>{}</pre>",
-                result.get("method", ""),
-                result.get("url", ""),
-                result.get("status_code") or "no answer",
-                result.get("duration_ms") if result.get("duration_ms") is not None else "—",
-                result.get("delivery_id", ""),
-                pretty_json(result.get("request_headers")),
-                " (truncated)" if result.get("response_truncated") else "",
-                response or "—",
-            )
-        if obj.action_type == "send_email":
-            return format_html(
-                "<p>To: <strong>{}</strong><br>Subject: <strong>{}</strong><br>Sent: {}<br>Message-ID: {}</p>",
-                result.get("recipient", ""),
-                result.get("subject", ""),
-                "yes" if result.get("sent") else "no",
-                result.get("message_id") or "—",
-            )
-        return pretty_json(result)
+        """The result as its action type describes it (webhook request/response, email, ...)."""
+        if obj.action_type not in action_types:
+            return json_html(obj.result)
+        return action_types.get(obj.action_type).describe_result(obj.result)
 
     @admin.action(description="Retry selected failed runs")
     def retry(self, request, queryset):
         queued, refused = 0, []
-        for log in queryset:
+        for log in queryset.select_related("automation"):
             try:
                 services.log_retry(log=log)
                 queued += 1
-            except APIException as exc:
-                refused.append(f"{log.pk}: {exc.detail}")
+            except RunNotRetryable as exc:
+                refused.append(f"{run_title(log)}: {exc.message}")
         if queued:
-            self.message_user(request, f"Queued {queued} run(s) for retry.", messages.SUCCESS)
+            self.message_user(request, f"Queued {counted(queued, 'run')} for retry.", messages.SUCCESS)
         for problem in refused:
             self.message_user(request, f"Not retried — {problem}", messages.WARNING)
 

@@ -8,27 +8,26 @@ ends_with) ignore case; ``changed`` compares with the previous data.
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.utils.dateparse import parse_date, parse_datetime
-from rest_framework import serializers
+from workspaces.field_types import AnyType, FieldType, FieldValueError, field_types
 
-from workspaces.field_types import FIELD_TYPES, FieldValueError
+from .exceptions import ConfigInvalid
 
 NO_VALUE_OPS = {"is_empty", "is_not_empty", "changed"}
 LIST_VALUE_OPS = {"in", "not_in"}
 ORDER_OPS = {"gt", "gte", "lt", "lte"}
 TEXT_OPS = {"contains", "not_contains", "starts_with", "ends_with"}
 OPERATORS = ["eq", "neq", *sorted(ORDER_OPS), *sorted(TEXT_OPS), *sorted(LIST_VALUE_OPS), *sorted(NO_VALUE_OPS)]
-ORDERED_TYPES = {"number", "date", "datetime", "text", "long_text", "email", "url", "select"}
+# Accepted and stored as the documented operator: record filters spell "not equal" ``ne`` too.
+OPERATOR_ALIASES = {"ne": "neq"}
+ANY_TYPE = AnyType()  # a field not (or no longer) in the schema
 MAX_DEPTH = 5
 MAX_RULES = 50
 
 
 def validate_conditions(conditions: Any, *, entity=None) -> dict:
-    """Return normalised conditions or raise ``ValidationError`` with keys like ``rules.1.op``."""
+    """Return normalised conditions or raise ``ConfigInvalid`` with keys like ``rules.1.op``."""
     if conditions in (None, {}, []):
         return {}
     errors: dict[str, list[str]] = {}
@@ -37,7 +36,7 @@ def validate_conditions(conditions: Any, *, entity=None) -> dict:
     if counter[0] > MAX_RULES:
         errors.setdefault("rules", []).append(f"At most {MAX_RULES} conditions per rule.")
     if errors:
-        raise serializers.ValidationError(errors)
+        raise ConfigInvalid(errors=errors)
     return cleaned
 
 
@@ -78,6 +77,7 @@ def _validate_rule(rule, path, entity, errors) -> dict:
     if unknown:
         errors[f"{path}.{sorted(unknown)[0]}"] = ["Unknown key in a condition (expected field, op, value)."]
     field, op = rule.get("field"), rule.get("op")
+    op = OPERATOR_ALIASES.get(op, op) if isinstance(op, str) else op
     spec = None
     if not isinstance(field, str) or not field:
         errors[f"{path}.field"] = ["A field name is required."]
@@ -99,9 +99,8 @@ def _validate_rule(rule, path, entity, errors) -> dict:
         errors[f"{path}.value"] = [f"'{op}' needs a value."]
         return out
     value = rule["value"]
-    ftype = spec["type"] if spec else None
-    if op in ORDER_OPS and ftype is not None and ftype not in ORDERED_TYPES:
-        errors[f"{path}.op"] = [f"'{op}' does not apply to {ftype} fields."]
+    if op in ORDER_OPS and spec is not None and not field_types.get(spec["type"]).ordered:
+        errors[f"{path}.op"] = [f"'{op}' does not apply to {spec['type']} fields."]
         return out
     if op in TEXT_OPS:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -127,14 +126,7 @@ def _validate_rule(rule, path, entity, errors) -> dict:
 def _clean_value(value, spec):
     if spec is None or value is None:
         return value
-    if spec["type"] == "multi_select":
-        # A single option compared with a multi_select (eq means "the list is exactly [value]").
-        return (
-            FIELD_TYPES["select"].clean(value, spec)
-            if isinstance(value, str)
-            else FIELD_TYPES["multi_select"].clean(value, spec)
-        )
-    return FIELD_TYPES[spec["type"]].clean(value, spec)
+    return field_types.get(spec["type"]).clean_condition_value(value, spec)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -144,7 +136,10 @@ def evaluate(conditions: dict | None, data: dict, old_data: dict | None = None, 
     """True when ``data`` satisfies the conditions (``{}`` / ``None`` always does)."""
     if not conditions:
         return True
-    types = {spec["name"]: spec["type"] for spec in (entity.fields if entity is not None else [])}
+    types = {
+        spec["name"]: field_types.get(spec["type"]) if spec["type"] in field_types else ANY_TYPE
+        for spec in (entity.fields if entity is not None else [])
+    }
     return _eval_group(conditions, data or {}, old_data, types)
 
 
@@ -160,29 +155,10 @@ def _is_empty(value) -> bool:
     return value is None or value == "" or value == []
 
 
-def _comparable(value, ftype):
-    """A value in a form that orders correctly for its field type, or None if it cannot."""
-    if value is None:
-        return None
-    try:
-        if ftype == "number" or (ftype is None and isinstance(value, int | float) and not isinstance(value, bool)):
-            return Decimal(str(value))
-        if ftype == "date":
-            return parse_date(str(value)[:10])
-        if ftype == "datetime":
-            parsed = parse_datetime(str(value))
-            if parsed is not None and parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=dt.UTC)
-            return parsed
-    except (InvalidOperation, ValueError):
-        return None
-    return str(value)
-
-
-def _eval_rule(rule, data, old_data, types) -> bool:
+def _eval_rule(rule, data, old_data, types: dict[str, FieldType]) -> bool:
     field, op, expected = rule["field"], rule["op"], rule.get("value")
     actual = data.get(field)
-    ftype = types.get(field)
+    ftype = types.get(field, ANY_TYPE)
     if op == "changed":
         return old_data is not None and old_data.get(field) != actual
     if op == "is_empty":
@@ -192,19 +168,12 @@ def _eval_rule(rule, data, old_data, types) -> bool:
     if op in ("eq", "neq"):
         if isinstance(actual, list) and not isinstance(expected, list):
             equal = actual == [expected]
-        elif ftype in ("number", "date", "datetime"):
-            equal = _comparable(actual, ftype) == _comparable(expected, ftype)
         else:
-            equal = actual == expected
+            equal = ftype.equals(actual, expected)
         return equal if op == "eq" else not equal
     if op in ("in", "not_in"):
         options = expected or []
-        if isinstance(actual, list):
-            hit = any(v in options for v in actual)
-        elif ftype in ("number", "date", "datetime"):
-            hit = _comparable(actual, ftype) in {_comparable(v, ftype) for v in options}
-        else:
-            hit = actual in options
+        hit = any(v in options for v in actual) if isinstance(actual, list) else ftype.is_in(actual, options)
         return hit if op == "in" else not hit
     if op in TEXT_OPS:
         if isinstance(actual, list):
@@ -223,7 +192,7 @@ def _eval_rule(rule, data, old_data, types) -> bool:
         if op == "starts_with":
             return actual is not None and text.startswith(needle)
         return actual is not None and text.endswith(needle)
-    left, right = _comparable(actual, ftype), _comparable(expected, ftype)
+    left, right = ftype.sort_key(actual), ftype.sort_key(expected)
     if left is None or right is None or type(left) is not type(right):
         return False
     if op == "gt":

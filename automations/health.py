@@ -13,7 +13,7 @@ from django.core.mail import EmailMessage
 from django.db.models import F
 from django.utils import timezone
 
-from workspaces.models import Membership, Role
+from workspaces.selectors import manager_emails
 
 from .exceptions import ActionError
 from .ledger import cancel_waiting
@@ -60,11 +60,7 @@ def disable(*, rule: AutomationRule, reason: str) -> bool:
 
 
 def _email_admins(rule: AutomationRule, reason: str) -> None:
-    recipients = list(
-        Membership.objects.filter(workspace_id=rule.workspace_id, role__in=[Role.OWNER, Role.ADMIN])
-        .exclude(user__email="")
-        .values_list("user__email", flat=True)
-    )
+    recipients = manager_emails(rule.workspace_id)
     if not recipients:
         return
     body = (

@@ -1,39 +1,44 @@
-"""A small generic registry: type objects keyed by the string stored in the database."""
+"""What trigger and action types share: a name, a label and a config validated by the type's own DRF
+serializer. API, admin and the command all validate through ``validate_config``, so they accept the same
+rules. The types are kept in ``config.registry.Registry`` instances (``trigger_types``, ``action_types``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from rest_framework import serializers
+
+from config.errors import flatten_errors, unknown_key_message
+
+from .exceptions import ConfigInvalid
+
+__all__ = ["ConfiguredType", "EmptyConfig"]
 
 
-class Registry[T]:
-    def __init__(self, kind: str):
-        self.kind = kind
-        self._items: dict[str, T] = {}
+class EmptyConfig(serializers.Serializer):
+    """No options."""
 
-    def register(self, item: T) -> T:
-        name = item.name  # type: ignore[attr-defined]
-        if name in self._items:
-            raise ValueError(f"{self.kind} '{name}' is already registered")
-        self._items[name] = item
-        return item
 
-    def unregister(self, name: str) -> None:
-        self._items.pop(name, None)
+class ConfiguredType:
+    """A registered type with options: ``config_serializer`` checks them (it receives
+    ``context={"entity": Entity}`` so it can check field names)."""
 
-    def get(self, name: str) -> T:
-        try:
-            return self._items[name]
-        except KeyError:
-            raise KeyError(f"Unknown {self.kind} '{name}'. Known: {', '.join(self._items)}") from None
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    config_serializer: ClassVar[type[serializers.Serializer]] = EmptyConfig
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._items
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(self._items.values())
-
-    def names(self) -> list[str]:
-        return list(self._items)
-
-    def choices(self) -> list[tuple[str, str]]:
-        return [(name, getattr(item, "label", name)) for name, item in self._items.items()]
+    def validate_config(self, config: Any, *, entity=None) -> dict:
+        """The cleaned config, or ``ConfigInvalid`` with errors keyed by option (unknown options too: a
+        typo such as ``due_in_dayz`` must not be dropped silently)."""
+        if not isinstance(config, dict):
+            raise ConfigInvalid(errors={"non_field_errors": ["Must be an object."]})
+        serializer = self.config_serializer(data=config, context={"entity": entity})
+        if not serializer.is_valid():
+            raise ConfigInvalid(errors=flatten_errors(serializer.errors))
+        unknown = sorted(set(config) - set(serializer.fields))
+        if unknown:
+            raise ConfigInvalid(
+                errors={key: [unknown_key_message(key, serializer.fields, "option")] for key in unknown}
+            )
+        return dict(serializer.validated_data)

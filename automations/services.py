@@ -10,15 +10,15 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework import exceptions, serializers
 
-from config.api import ConflictError
 from workspaces.models import Entity
 
 from . import conditions as conditions_module
 from . import executor, health, ledger, tasks
+from .action_types import action_types
+from .exceptions import ActionError, ConfigInvalid, RuleInvalid, RunNotRetryable, TestRecordInvalid
 from .models import AutomationLog, AutomationRule, EventType, RunStatus
-from .trigger_types import Event, trigger_types
+from .trigger_types import trigger_types
 
 logger = logging.getLogger("automations")
 
@@ -37,20 +37,6 @@ RULE_FIELDS = (
 )
 
 
-def _action_types():
-    from .action_types import action_types
-
-    return action_types
-
-
-def _nested(errors: Any) -> Any:
-    if isinstance(errors, serializers.ValidationError):
-        errors = errors.detail
-    if isinstance(errors, list) and len(errors) == 1 and isinstance(errors[0], dict):
-        return errors[0]
-    return errors
-
-
 def validate_rule_parts(
     *,
     entity: Entity,
@@ -61,8 +47,8 @@ def validate_rule_parts(
     conditions: Any,
 ) -> dict[str, Any]:
     """Validate trigger, conditions and action through their registered types. Returns the cleaned
-    parts or raises ``ValidationError`` keyed ``trigger_config.<key>``, ``action_config.<key>``, ..."""
-    errors: dict[str, Any] = {}
+    parts or raises ``RuleInvalid`` keyed ``trigger_config.<key>``, ``action_config.<key>``, ..."""
+    errors: dict[str, list[str]] = {}
     cleaned: dict[str, Any] = {}
     if trigger_type not in trigger_types:
         errors["trigger_type"] = [
@@ -73,24 +59,25 @@ def validate_rule_parts(
             cleaned["trigger_config"] = trigger_types.get(trigger_type).validate_config(
                 trigger_config if trigger_config is not None else {}, entity=entity
             )
-        except serializers.ValidationError as exc:
-            errors["trigger_config"] = _nested(exc)
-    actions = _action_types()
-    if action_type not in actions:
-        errors["action_type"] = [f"Unknown action type '{action_type}'. Choose one of: {', '.join(actions.names())}."]
+        except ConfigInvalid as exc:
+            errors.update(exc.prefixed("trigger_config"))
+    if action_type not in action_types:
+        errors["action_type"] = [
+            f"Unknown action type '{action_type}'. Choose one of: {', '.join(action_types.names())}."
+        ]
     else:
         try:
-            cleaned["action_config"] = actions.get(action_type).validate_config(
+            cleaned["action_config"] = action_types.get(action_type).validate_config(
                 action_config if action_config is not None else {}, entity=entity
             )
-        except serializers.ValidationError as exc:
-            errors["action_config"] = _nested(exc)
+        except ConfigInvalid as exc:
+            errors.update(exc.prefixed("action_config"))
     try:
         cleaned["conditions"] = conditions_module.validate_conditions(conditions, entity=entity)
-    except serializers.ValidationError as exc:
-        errors["conditions"] = _nested(exc)
+    except ConfigInvalid as exc:
+        errors.update(exc.prefixed("conditions"))
     if errors:
-        raise serializers.ValidationError(errors)
+        raise RuleInvalid(errors=errors)
     return cleaned
 
 
@@ -99,7 +86,7 @@ def rule_create(*, workspace, actor=None, **fields) -> AutomationRule:
     """Create a rule after validating every part against its type and the entity."""
     entity: Entity = fields["entity"]
     if entity.workspace_id != workspace.pk:
-        raise serializers.ValidationError({"entity_id": ["Entity not found in this workspace."]})
+        raise RuleInvalid(errors={"entity_id": ["Entity not found in this workspace."]})
     cleaned = validate_rule_parts(
         entity=entity,
         trigger_type=fields.get("trigger_type"),
@@ -124,7 +111,13 @@ def rule_update(*, rule: AutomationRule, actor=None, **changes) -> AutomationRul
     as a whole, so a new trigger type is checked with the config it will run with."""
     entity = changes.get("entity", rule.entity)
     if entity.workspace_id != rule.workspace_id:
-        raise serializers.ValidationError({"entity_id": ["Entity not found in this workspace."]})
+        raise RuleInvalid(errors={"entity_id": ["Entity not found in this workspace."]})
+    same_action = changes.get("action_type", rule.action_type) == rule.action_type
+    if "action_config" in changes and same_action and rule.action_type in action_types:
+        # A client sends back the [redacted] values it was shown: they keep the stored secrets.
+        changes["action_config"] = action_types.get(rule.action_type).keep_secrets(
+            changes["action_config"], rule.action_config or {}
+        )
     cleaned = validate_rule_parts(
         entity=entity,
         trigger_type=changes.get("trigger_type", rule.trigger_type),
@@ -148,7 +141,14 @@ def rule_update(*, rule: AutomationRule, actor=None, **changes) -> AutomationRul
 
 
 def rule_set_active(*, rule: AutomationRule, active: bool) -> AutomationRule:
+    """Turn a rule on (revalidated, failure state cleared) or off."""
     return rule_update(rule=rule, is_active=active)
+
+
+@transaction.atomic
+def rule_delete(*, rule: AutomationRule, actor=None) -> None:
+    """Delete a rule with its run log."""
+    rule.delete()
 
 
 @transaction.atomic
@@ -185,24 +185,15 @@ def _simulated_event_type(rule: AutomationRule) -> str:
 
 
 def _match_report(rule: AutomationRule, record) -> dict[str, Any]:
-    """Would this record pass the trigger and the conditions? (No previous data exists for a test, so
-    change-based triggers are judged on the record's current values.)"""
+    """Would this record pass the trigger and the conditions? (The trigger type says how it judges a
+    record without previous data.)"""
     data = record.data or {}
-    trigger = trigger_types.get(rule.trigger_type) if rule.trigger_type in trigger_types else None
-    trigger_match: bool | None
-    note = ""
-    if trigger is None:
-        trigger_match, note = False, f"Unknown trigger type '{rule.trigger_type}'."
-    elif rule.trigger_type == "status_changed":
-        status_field = rule.entity.status_field
-        trigger_match = data.get(status_field) == (rule.trigger_config or {}).get("to_status")
-        note = f"Judged on the current {status_field} (a test has no previous value)."
-    elif rule.trigger_type == "field_updated":
-        trigger_match, note = True, "A test assumes the field changed."
-    else:
-        trigger_match = trigger.matches(
-            Event(trigger.event_types[0], data, None), rule.trigger_config or {}, entity=rule.entity
+    if rule.trigger_type in trigger_types:
+        trigger_match, note = trigger_types.get(rule.trigger_type).test_match(
+            data, rule.trigger_config or {}, entity=rule.entity
         )
+    else:
+        trigger_match, note = False, f"Unknown trigger type '{rule.trigger_type}'."
     return {
         "trigger_matches": trigger_match,
         "trigger_note": note,
@@ -214,7 +205,7 @@ def rule_test_run(*, rule: AutomationRule, record, dry_run: bool = False, actor=
     """Run the rule's action now against ``record`` (logged with ``is_test``), or with ``dry_run``
     return what it would do without sending, writing or logging anything."""
     if record.entity_id != rule.entity_id:
-        raise serializers.ValidationError({"record_id": ["The record does not belong to this rule's entity."]})
+        raise TestRecordInvalid(errors={"record_id": ["The record does not belong to this rule's entity."]})
     report = _match_report(rule, record)
     log = AutomationLog(
         id=uuid.uuid4(),
@@ -229,10 +220,8 @@ def rule_test_run(*, rule: AutomationRule, record, dry_run: bool = False, actor=
         is_test=True,
         actor_id=getattr(actor, "pk", None),
     )
-    action = _action_types().get(rule.action_type)
+    action = action_types.get(rule.action_type)
     if dry_run:
-        from .exceptions import ActionError
-
         ctx = executor.context_for(log, rule, dry_run=True)
         try:
             preview = action.preview(ctx)
@@ -269,29 +258,17 @@ def rule_test_run(*, rule: AutomationRule, record, dry_run: bool = False, actor=
 def log_retry(*, log: AutomationLog) -> AutomationLog:
     """Queue a failed (or skipped) run again with its stored event; its webhook-id stays the same."""
     if log.status not in (RunStatus.ERROR, RunStatus.SKIPPED):
-        raise ConflictError(f"Only failed or skipped runs can be retried (this one is {log.status}).")
+        raise RunNotRetryable(f"Only failed or skipped runs can be retried (this one is {log.status}).")
     if log.is_test:
-        raise ConflictError("Test runs cannot be retried; run the test again.")
+        raise RunNotRetryable("Test runs cannot be retried; run the test again.")
     if not AutomationRule.objects.filter(pk=log.automation_id, is_active=True).exists():
-        raise ConflictError("The rule is inactive; turn it on before retrying its runs.")
+        raise RunNotRetryable("The rule is inactive; turn it on before retrying its runs.")
     now = timezone.now()
     updated = AutomationLog.objects.filter(pk=log.pk, status=log.status).update(
         status=RunStatus.PENDING, next_attempt_at=now, attempts=0, error="", finished_at=None, lease_until=None
     )
     if not updated:
-        raise ConflictError("The run changed meanwhile; reload it.")
+        raise RunNotRetryable("The run changed meanwhile; reload it.")
     log.refresh_from_db()
     tasks.schedule([log])
     return log
-
-
-def get_record_in_workspace(*, workspace, record_id):
-    """A record of the workspace by id; anything else (other workspace, bad id) is "not found"."""
-    from django.core.exceptions import ValidationError as DjangoValidationError
-
-    from records.models import Record
-
-    try:
-        return Record.objects.select_related("entity").get(pk=record_id, workspace=workspace)
-    except (Record.DoesNotExist, ValueError, DjangoValidationError):
-        raise exceptions.NotFound("Record not found.") from None

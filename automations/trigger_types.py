@@ -12,7 +12,9 @@ from typing import Any, ClassVar
 
 from rest_framework import serializers
 
-from .registry import Registry
+from config.registry import Registry
+
+from .registry import ConfiguredType
 
 
 @dataclass(frozen=True)
@@ -24,30 +26,19 @@ class Event:
     old_data: dict[str, Any] | None
 
 
-class EmptyConfig(serializers.Serializer):
-    """No options."""
+class TriggerType(ConfiguredType):
+    """A trigger: ``event_types`` it listens to, a config serializer (unknown options refused), and
+    ``matches``."""
 
-
-class TriggerType:
-    """A trigger: ``event_types`` it listens to, a config serializer, and ``matches``."""
-
-    name: ClassVar[str] = ""
-    label: ClassVar[str] = ""
     event_types: ClassVar[tuple[str, ...]] = ()
-    config_serializer: ClassVar[type[serializers.Serializer]] = EmptyConfig
-
-    def validate_config(self, config: Any, *, entity=None) -> dict:
-        if not isinstance(config, dict):
-            raise serializers.ValidationError({"non_field_errors": ["Must be an object."]})
-        serializer = self.config_serializer(data=config, context={"entity": entity})
-        serializer.is_valid(raise_exception=True)
-        unknown = set(config) - set(serializer.fields)
-        if unknown:
-            raise serializers.ValidationError({key: ["Unknown option."] for key in sorted(unknown)})
-        return dict(serializer.validated_data)
 
     def matches(self, event: Event, config: dict, *, entity=None) -> bool:
         return event.event_type in self.event_types
+
+    def test_match(self, data: dict, config: dict, *, entity=None) -> tuple[bool, str]:
+        """Would a test run on a record with ``data`` fire? A test has no previous data, so
+        change-based triggers say how they judge; returns (matches, note for the user)."""
+        return self.matches(Event(self.event_types[0], data, None), config, entity=entity), ""
 
 
 class RecordCreated(TriggerType):
@@ -103,6 +94,9 @@ class FieldUpdated(TriggerType):
         field = config["field_name"]
         return event.old_data.get(field) != event.data.get(field)
 
+    def test_match(self, data, config, *, entity=None):
+        return True, "A test assumes the field changed."
+
 
 class StatusChangedConfig(serializers.Serializer):
     to_status = serializers.CharField(max_length=255, help_text="Required: the status the record moves to.")
@@ -147,6 +141,12 @@ class StatusChanged(TriggerType):
             return False
         from_status = config.get("from_status")
         return from_status is None or old == from_status
+
+    def test_match(self, data, config, *, entity=None):
+        field = entity.status_field if entity is not None else "status"
+        return data.get(field) == config.get(
+            "to_status"
+        ), f"Judged on the current {field} (a test has no previous value)."
 
 
 trigger_types: Registry[TriggerType] = Registry("trigger type")

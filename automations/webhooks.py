@@ -26,6 +26,7 @@ import ipaddress
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -294,6 +295,8 @@ def validate_headers(headers: Any) -> dict[str, str]:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ValueError(f"The value of '{name}' must be a string.")
         value = str(value)
+        if value == REDACTED:
+            raise ValueError(f"'{name}' has no stored value to keep; send its real value instead of {REDACTED}.")
         if any(ch in value for ch in "\r\n\0") or len(value) > 8192:
             raise ValueError(f"The value of '{name}' may not contain line breaks (8192 characters at most).")
         cleaned[name] = value
@@ -540,10 +543,10 @@ def deliver(*, url: str, method: str, body: bytes, headers: dict[str, str]) -> W
                 if deadline.expired or isinstance(exc, requests.exceptions.Timeout):
                     raise RetryableActionError(f"The webhook did not answer within {total:g} s.") from None
                 if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
-                    raise RetryableActionError(f"Could not connect to the webhook: {_short(exc)}") from None
+                    raise RetryableActionError(describe_network_error(exc, url)) from None
                 raise PermanentActionError(f"The webhook request is invalid: {_short(exc)}") from None
-            except OSError as exc:  # socket errors surfacing outside requests' wrappers
-                raise RetryableActionError(f"Could not connect to the webhook: {_short(exc)}") from None
+            except OSError as exc:  # socket errors surfacing outside requests' wrappers (e.g. DNS)
+                raise RetryableActionError(describe_network_error(exc, url)) from None
     finally:
         if response is not None:
             response.close()
@@ -554,6 +557,51 @@ def deliver(*, url: str, method: str, body: bytes, headers: dict[str, str]) -> W
         duration_ms=int((time.monotonic() - started) * 1000),
         headers={k: v for k, v in response.headers.items() if k.lower() in ("content-type", "location", "retry-after")},
     )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it wraps (requests wraps urllib3 wraps the socket's error), outermost first."""
+    found: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current in found:
+            continue
+        found.append(current)
+        wrapped = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        pending.extend(item for item in wrapped if isinstance(item, BaseException))
+    return found
+
+
+def describe_network_error(exc: BaseException, url: str) -> str:
+    """A short sentence for a failed connection (``Connection refused by 127.0.0.1:1.``), not the
+    library's chain of wrapped errors with its class names."""
+    try:
+        target = urlsplit(url)
+        host = target.hostname or "the webhook"
+        where = f"{host}:{target.port or (443 if target.scheme == 'https' else 80)}"
+    except ValueError:
+        host = where = "the webhook"
+    causes = _causes(exc)
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            problem = getattr(cause, "verify_message", None) or "not trusted"
+            return f"TLS certificate of {where} not accepted: {problem}."
+        if isinstance(cause, ssl.SSLError):
+            reason = (getattr(cause, "reason", None) or "error").replace("_", " ").lower()
+            return f"TLS handshake with {where} failed: {reason}."
+        if isinstance(cause, socket.gaierror):
+            return f"Could not resolve the host {host}."
+        if isinstance(cause, ConnectionRefusedError):
+            return f"Connection refused by {where}."
+        if isinstance(cause, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+            return f"Connection reset by {where}."
+    if any(isinstance(cause, requests.exceptions.ChunkedEncodingError) for cause in causes):
+        return f"The connection to {where} broke off during the response."
+    reasons = [cause.strerror for cause in causes if isinstance(cause, OSError) and cause.strerror]
+    if reasons:
+        return f"Could not connect to {where}: {reasons[-1][0].lower()}{reasons[-1][1:]}."
+    return f"Could not connect to {where}."
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

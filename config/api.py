@@ -8,6 +8,7 @@ and may set ``response.message``; the renderer wraps it, the exception handler s
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -17,12 +18,14 @@ from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .renderers import error_body, flatten_errors
+from .errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, flatten_errors, unknown_key_message
+from .renderers import error_body
+from .text import counted
 
 # --------------------------------------------------------------------------- envelope
 
@@ -34,7 +37,7 @@ def ok(data: Any, message: str, status_code: int = status.HTTP_200_OK) -> Respon
     return response
 
 
-class ConflictError(exceptions.APIException):
+class HTTPConflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state."
     default_code = "conflict"
@@ -52,8 +55,27 @@ class DatabaseUnavailable(exceptions.APIException):
     default_code = "database_unavailable"
 
 
+def api_exception(exc: DomainError) -> exceptions.APIException:
+    """The HTTP form of a domain error (written once here; services know nothing of HTTP): invalid input
+    400, not found 404, conflict 409, not allowed 403. The envelope's message is the error's message."""
+    if isinstance(exc, InvalidInput):
+        return exceptions.ValidationError(exc.errors or {"non_field_errors": [exc.message]})
+    if isinstance(exc, NotFound):
+        api_exc = exceptions.NotFound(exc.errors or exc.message)
+    elif isinstance(exc, Conflict):
+        api_exc = HTTPConflict(exc.errors or exc.message)
+    elif isinstance(exc, NotAllowed):
+        api_exc = exceptions.PermissionDenied(exc.errors or exc.message)
+    else:
+        api_exc = exceptions.ValidationError(exc.errors or {"non_field_errors": [exc.message]})
+    api_exc.envelope_message = exc.message
+    return api_exc
+
+
 def envelope_exception_handler(exc, context):
     """DRF exception handler: every error leaves in the error envelope with its status code."""
+    if isinstance(exc, DomainError):
+        exc = api_exception(exc)
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, DjangoValidationError):
@@ -64,7 +86,7 @@ def envelope_exception_handler(exc, context):
         exc = DatabaseUnavailable()
     elif isinstance(exc, IntegrityError):
         # A race lost against a unique constraint (e.g. two concurrent adds of the same member).
-        exc = ConflictError("The request conflicts with existing data; reload and try again.")
+        exc = HTTPConflict("The request conflicts with existing data; reload and try again.")
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) if str(exc) and "No " not in str(exc) else "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
@@ -87,7 +109,9 @@ def envelope_exception_handler(exc, context):
         body = error_body(f"Malformed request body: {exc.detail}")
     else:
         detail = exc.detail if hasattr(exc, "detail") else str(exc)
-        if isinstance(detail, dict | list):
+        if getattr(exc, "envelope_message", None):
+            message = exc.envelope_message
+        elif isinstance(detail, dict | list):
             first = next(iter(flatten_errors(detail).values()), None)
             message = first[0] if first else "Request failed"
         else:
@@ -105,6 +129,57 @@ def json_error_view(status_code: int, message: str):
     return view
 
 
+# --------------------------------------------------------------------------- input
+
+
+class StrictInputMixin:
+    """A serializer that refuses keys it does not know: a typo (``"is_activ": false``) is a 400 naming
+    the key, not a silently ignored field. Every write endpoint's input serializer has it (through
+    ``StrictSerializer`` / ``StrictModelSerializer``). Read-only fields are known keys: a client may send
+    back what it read."""
+
+    # The browsable API's HTML forms post Django's CSRF token along with the fields.
+    ignored_keys = frozenset({"csrfmiddlewaretoken"})
+
+    def to_internal_value(self, data):
+        unknown = {}
+        if isinstance(data, Mapping):
+            known = self.fields  # type: ignore[attr-defined]
+            unknown = {
+                str(key): [unknown_key_message(str(key), known)]
+                for key in data
+                if key not in known and key not in self.ignored_keys
+            }
+        try:
+            value = super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+
+class StrictSerializer(StrictInputMixin, serializers.Serializer):
+    """Input without a model; unknown keys refused."""
+
+
+class StrictModelSerializer(StrictInputMixin, serializers.ModelSerializer):
+    """Model input; unknown keys refused."""
+
+
+class NoInput(StrictSerializer):
+    """The body of an action that takes none: any key is unknown."""
+
+
+def validated_input(serializer_class, data, **kwargs) -> dict:
+    """Validate a request body with ``serializer_class`` (400 with field errors) and return it."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 # --------------------------------------------------------------------------- pagination
 
 
@@ -115,6 +190,7 @@ class EnvelopePagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
     plural = "results"
+    singular = "result"
 
     def __init__(self, plural: str | None = None):
         if plural:
@@ -123,6 +199,7 @@ class EnvelopePagination(PageNumberPagination):
     def paginate_queryset(self, queryset, request, view=None):
         if view is not None:
             self.plural = getattr(view, "envelope_plural", self.plural)
+            self.singular = getattr(view, "envelope_singular", self.singular)
         try:
             return super().paginate_queryset(queryset, request, view)
         except exceptions.NotFound as exc:
@@ -151,7 +228,7 @@ class EnvelopePagination(PageNumberPagination):
                 "page_size": size,
                 "pages": max(1, math.ceil(total / size)) if size else 1,
             },
-            f"Retrieved {total} {self.plural}",
+            f"Retrieved {counted(total, self.singular, self.plural)}",
         )
 
     def get_paginated_response_schema(self, schema):
@@ -303,7 +380,10 @@ class EnvelopeModelViewSet(viewsets.ModelViewSet):
         if page is not None:
             return self.get_paginated_response(self.get_serializer(page, many=True).data)
         data = self.get_serializer(queryset, many=True).data
-        return ok({self.envelope_plural: data, "total": len(data)}, f"Retrieved {len(data)} {self.envelope_plural}")
+        return ok(
+            {self.envelope_plural: data, "total": len(data)},
+            f"Retrieved {counted(len(data), self.envelope_singular, self.envelope_plural)}",
+        )
 
     def retrieve(self, request, *args, **kwargs):
         return ok({self.envelope_singular: self.get_serializer(self.get_object()).data}, f"{self.label} retrieved")

@@ -4,6 +4,8 @@ from typing import Any
 
 from rest_framework.renderers import JSONRenderer
 
+from .errors import flatten_errors
+
 
 class EnvelopeJSONRenderer(JSONRenderer):
     """Wraps successful payloads in the seed's envelope; errors arrive already shaped."""
@@ -20,29 +22,6 @@ class EnvelopeJSONRenderer(JSONRenderer):
             else:
                 data = error_body(str(getattr(response, "message", "") or "Request failed"), data)
         return super().render(data, accepted_media_type, renderer_context)
-
-
-def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
-    """DRF error detail (nested dicts/lists) -> ``{"field.sub.0": ["message", ...]}``."""
-    out: dict[str, list[str]] = {}
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            for k, v in flatten_errors(value, name).items():
-                out.setdefault(k, []).extend(v)
-    elif isinstance(detail, list):
-        if all(not isinstance(item, dict | list) for item in detail):
-            out[prefix or "non_field_errors"] = [str(item) for item in detail]
-        else:
-            for index, item in enumerate(detail):
-                if item in ({}, []):
-                    continue
-                name = f"{prefix}.{index}" if prefix else str(index)
-                for k, v in flatten_errors(item, name).items():
-                    out.setdefault(k, []).extend(v)
-    elif detail is not None:
-        out[prefix or "non_field_errors"] = [str(detail)]
-    return out
 
 
 def error_body(message: str, errors: Any = None) -> dict[str, Any]:

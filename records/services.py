@@ -8,21 +8,25 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework import exceptions
 
+from config.text import counted
+from workspaces.exceptions import SchemaConflict
 from workspaces.field_types import clean_record_data
 from workspaces.models import Entity
 
+from .exceptions import RecordDataInvalid
 from .models import Record, Task
 from .signals import records_bulk_created
 
 BULK_MAX = 1000
+# How many failing records a schema change names in its error.
+SCHEMA_ERROR_EXAMPLES = 5
 
 
 def _clean(entity: Entity, data: Any, *, partial: bool = False) -> dict:
     cleaned, errors = clean_record_data(entity.fields, data, partial=partial)
     if errors:
-        raise exceptions.ValidationError({"data": errors} if "data" not in errors else errors)
+        raise RecordDataInvalid(errors={"data": errors} if "data" not in errors else errors)
     return cleaned
 
 
@@ -55,6 +59,7 @@ def record_update(*, record: Record, data: Any, actor=None, merge: bool = True) 
 
 @transaction.atomic
 def record_delete(*, record: Record, actor=None) -> None:
+    """Delete a record (its automations see the deleted snapshot; its tasks stay, unlinked)."""
     record.actor = actor
     record.delete()
 
@@ -63,9 +68,9 @@ def record_delete(*, record: Record, actor=None) -> None:
 def record_bulk_create(*, entity: Entity, items: list, actor=None) -> list[Record]:
     """Create up to ``BULK_MAX`` records in one transaction: all or nothing; errors name the index."""
     if not isinstance(items, list) or not items:
-        raise exceptions.ValidationError({"records": ["A non-empty list of records is required."]})
+        raise RecordDataInvalid(errors={"records": ["A non-empty list of records is required."]})
     if len(items) > BULK_MAX:
-        raise exceptions.ValidationError({"records": [f"At most {BULK_MAX} records per request."]})
+        raise RecordDataInvalid(errors={"records": [f"At most {BULK_MAX} records per request."]})
     errors: dict[str, Any] = {}
     records: list[Record] = []
     now = timezone.now()
@@ -87,7 +92,7 @@ def record_bulk_create(*, entity: Entity, items: list, actor=None) -> list[Recor
             )
         )
     if errors:
-        raise exceptions.ValidationError({"records": errors})
+        raise RecordDataInvalid(errors={"records": errors})
     Record.objects.bulk_create(records, batch_size=500)
     for record in records:
         record.previous_data = dict(record.data)
@@ -102,6 +107,7 @@ TASK_FIELDS = ("title", "description", "status", "assignee", "due_date", "record
 def task_create(
     *, workspace, title: str, actor=None, created_by_rule_id=None, created_by_run_id=None, **fields
 ) -> Task:
+    """Create a task (``TASK_FIELDS``); created done, it is completed now."""
     task = Task(
         workspace=workspace,
         title=title,
@@ -118,6 +124,7 @@ def task_create(
 
 @transaction.atomic
 def task_update(*, task: Task, actor=None, **changes) -> Task:
+    """Change a task's fields (``TASK_FIELDS``); a status change sets or clears ``completed_at``."""
     for key, value in changes.items():
         if key in TASK_FIELDS:
             setattr(task, key, value)
@@ -125,3 +132,42 @@ def task_update(*, task: Task, actor=None, **changes) -> Task:
         task.completed_at = timezone.now() if task.status == Task.Status.DONE else None
     task.save()
     return task
+
+
+@transaction.atomic
+def task_delete(*, task: Task, actor=None) -> None:
+    task.delete()
+
+
+@transaction.atomic
+def records_fit_fields(*, entity: Entity, new_fields: list[dict], apply: bool) -> int:
+    """Check every record of ``entity`` against ``new_fields`` (already validated): values convert to the
+    new types, values of removed fields are dropped. If any record does not fit (a new required field
+    without a value, an option removed that is still used, a value that cannot be converted), raises
+    ``SchemaConflict`` naming up to ``SCHEMA_ERROR_EXAMPLES`` of them. With ``apply`` the converted data
+    is saved (no automation fires: the records' values mean the same). Returns how many records change.
+
+    The records app's answer to ``workspaces.signals.entity_fields_changing``."""
+    names = {spec["name"] for spec in new_fields}
+    problems: list[str] = []
+    updates: list[Record] = []
+    failing = 0
+    for record in Record.objects.filter(entity=entity).only("id", "data").iterator(chunk_size=1000):
+        kept = {k: v for k, v in (record.data or {}).items() if k in names}
+        cleaned, errors = clean_record_data(new_fields, kept)
+        if errors:
+            failing += 1
+            if len(problems) < SCHEMA_ERROR_EXAMPLES:
+                detail = "; ".join(f"{field}: {msgs[0]}" for field, msgs in errors.items())
+                problems.append(f"record {record.id}: {detail}")
+            continue
+        if cleaned != record.data:
+            record.data = cleaned
+            updates.append(record)
+    if failing:
+        fit = "does not fit" if failing == 1 else "do not fit"
+        message = f"{counted(failing, 'existing record')} {fit} the new fields: " + " | ".join(problems)
+        raise SchemaConflict(message, errors={"fields": [message]})
+    if apply and updates:
+        Record.objects.bulk_update(updates, ["data"], batch_size=500)
+    return len(updates)

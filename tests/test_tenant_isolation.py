@@ -58,6 +58,7 @@ RIGHTS: dict[tuple[str, str], str] = {
     ("automation-detail", "delete"): A,
     ("automation-test", "post"): A,
     ("automation-logs", "get"): V,
+    ("automation-log", "get"): V,
     ("automation-retry-log", "post"): A,
     ("automation-rotate-secret", "post"): A,
 }
@@ -269,6 +270,7 @@ def test_unknown_ids_in_urls_are_404_not_500(api, owner, target):
         f"/api/v1/workspaces/{uuid.uuid4()}/automations/",
         f"/api/v1/workspaces/{ws.pk}/automations/{uuid.uuid4()}/",
         f"/api/v1/workspaces/{ws.pk}/automations/{target['rule'].pk}/logs/{uuid.uuid4()}/retry/",
+        f"/api/v1/workspaces/{ws.pk}/automations/{target['rule'].pk}/logs/{uuid.uuid4()}/",
         f"/api/v1/workspaces/{ws.pk}/entities/{uuid.uuid4()}/records/",
         f"/api/v1/workspaces/{ws.pk}/tasks/{uuid.uuid4()}/",
     ]:

@@ -11,10 +11,10 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import Count
-from rest_framework.exceptions import APIException
 
 from . import services
-from .field_types import FIELD_TYPES, validate_field_specs
+from .exceptions import FieldSchemaInvalid, SchemaConflict
+from .field_types import field_types, validate_field_specs
 from .models import Entity, Membership, Role, Workspace
 
 
@@ -31,13 +31,12 @@ class PrettyJSONField(forms.JSONField):
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, cls=self.encoder)
 
 
-def api_error_messages(exc: APIException) -> list[str]:
-    """The messages of a DRF error raised by a service, for a form error."""
-    from config.renderers import flatten_errors
-
-    flat = flatten_errors(exc.detail)
-    plain = ("non_field_errors", "fields", "status_field")
-    return [msg if key in plain else f"{key}: {msg}" for key, messages in flat.items() for msg in messages]
+def adopt_saved(obj, saved) -> None:
+    """Make the admin's unsaved ``obj`` the object a service created: the admin goes on with ``obj``
+    (its id for the redirect and the history entry, its name for the message)."""
+    obj.pk = saved.pk
+    obj._state.adding = False
+    obj.refresh_from_db()
 
 
 class MembershipInlineFormSet(forms.BaseInlineFormSet):
@@ -100,7 +99,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
 class EntityAdminForm(forms.ModelForm):
     fields = PrettyJSONField(
         required=False,
-        help_text='A list of {"name", "type", "required", "options"}. Types: ' + ", ".join(FIELD_TYPES) + ".",
+        help_text='A list of {"name", "type", "required", "options"}. Types: ' + ", ".join(field_types.names()) + ".",
     )
 
     class Meta:
@@ -124,15 +123,16 @@ class EntityAdminForm(forms.ModelForm):
             return cleaned
         try:
             services.validated_fields(fields, status_field)
-        except APIException as exc:
-            self.add_error("status_field", api_error_messages(exc))
+        except FieldSchemaInvalid as exc:
+            self.add_error("status_field", exc.messages(keyed=False))
             return cleaned
         if self.instance.pk is not None and fields != self.instance.fields:
             # Checked here too so the form shows why a schema change is refused; saving re-checks.
             original = Entity.objects.get(pk=self.instance.pk)
-            _, problems, failing = services.entity_schema_migration(entity=original, new_fields=fields)
-            if failing:
-                self.add_error("fields", services.schema_conflict_message(problems, failing))
+            try:
+                services.entity_fields_check(entity=original, new_fields=fields)
+            except SchemaConflict as exc:
+                self.add_error("fields", exc.message)
         return cleaned
 
 

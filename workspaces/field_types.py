@@ -1,7 +1,10 @@
-"""Entity field types: a registry keyed by the type name stored in ``Entity.fields[].type``.
+"""Entity field types: a registry (``field_types``) keyed by the type name stored in
+``Entity.fields[].type``.
 
-Each type cleans one value (``clean``) and says how to compare it (``sort_key``), so record validation,
-filters, conditions and the ``update_field`` action agree on what a value of that type is.
+Each type cleans one value (``clean``), says how values compare (``sort_key``, ``equals``, ``is_in``:
+used by rule conditions) and how a record filter on it reads (``lookup_q``: used by the records API), so
+record validation, filters, conditions and the ``update_field`` action agree on what a value of that
+type is. Adding a type is one class registered at the bottom of this module.
 """
 
 from __future__ import annotations
@@ -9,20 +12,56 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator, URLValidator
+from django.db.models import Q
 from django.utils.dateparse import parse_date, parse_datetime
+
+from config.registry import Registry
 
 
 class FieldValueError(ValueError):
     """A value does not fit its field; the message is shown to the user."""
 
 
+# Record filter lookups (``?amount__gte=100``): the lookup after ``__`` -> its Django lookup (None: "not
+# equal", which also matches records without a value). ``neq`` is the documented spelling, as in rule
+# conditions; ``ne`` is accepted too.
+LOOKUPS: dict[str, str | None] = {
+    "eq": "",
+    "neq": None,
+    "ne": None,
+    "gt": "__gt",
+    "gte": "__gte",
+    "lt": "__lt",
+    "lte": "__lte",
+    "contains": "__icontains",
+    "in": "__in",
+    "isnull": "__isnull",
+}
+DOCUMENTED_LOOKUPS = [name for name in LOOKUPS if name != "ne"]
+
+
 class FieldType:
-    name: str = ""
-    needs_options = False
+    """A field type: cleans values, compares them, filters on them.
+
+    - ``clean(value, spec)``: the stored form of a value, or ``FieldValueError``.
+    - ``sort_key(value)``: a form that orders correctly for the type (``None`` if it cannot);
+      ``compare_by_key`` types (numbers, dates) also test equality on it.
+    - ``ordered``: whether gt/gte/lt/lte mean something; ``searchable``: whether ``?search=`` looks in it;
+      ``names_records``: whether a value can name its record in lists (a record's label is its ``name``,
+      else its first such field with a value).
+    - ``lookup_q(path, lookup, raw, spec)``: the ``Q`` of one record filter on a JSON path.
+    """
+
+    name: ClassVar[str] = ""
+    needs_options: ClassVar[bool] = False
+    ordered: ClassVar[bool] = True
+    searchable: ClassVar[bool] = False
+    names_records: ClassVar[bool] = False
+    compare_by_key: ClassVar[bool] = False
 
     def clean(self, value: Any, spec: dict) -> Any:
         """Return the stored form of ``value`` or raise ``FieldValueError``."""
@@ -31,11 +70,67 @@ class FieldType:
     def is_empty(self, value: Any) -> bool:
         return value is None or value == "" or value == []
 
+    # ------------------------------------------------------------------ comparing (rule conditions)
+
+    def clean_condition_value(self, value: Any, spec: dict) -> Any:
+        """A value a condition compares this field with, cleaned as the field would store it."""
+        return self.clean(value, spec)
+
+    def sort_key(self, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    def equals(self, actual: Any, expected: Any) -> bool:
+        if self.compare_by_key:
+            return self.sort_key(actual) == self.sort_key(expected)
+        return actual == expected
+
+    def is_in(self, actual: Any, options: list) -> bool:
+        if self.compare_by_key:
+            return self.sort_key(actual) in {self.sort_key(option) for option in options}
+        return actual in options
+
+    # ------------------------------------------------------------------ filtering (records API)
+
+    def filter_value(self, lookup: str, raw: str, spec: dict) -> Any:
+        """The value a filter compares with: cleaned like a stored value (``contains`` takes raw text)."""
+        if lookup == "in":
+            return [self.clean(part, spec) for part in raw.split(",")]
+        if lookup == "contains":
+            return raw
+        return self.clean(raw, spec)
+
+    def lookup_q(self, path: str, lookup: str, raw: str, spec: dict) -> Q:
+        """The condition of ``?<field>__<lookup>=<raw>`` on ``path`` (``data__<field>``); raises
+        ``FieldValueError`` for a value the field cannot hold."""
+        if lookup == "isnull":
+            if raw.lower() not in ("true", "false"):
+                raise FieldValueError("Must be true or false.")
+            empty = Q(**{f"{path}__isnull": True}) | Q(**{path: None})  # missing key or JSON null
+            return empty if raw.lower() == "true" else ~empty
+        value = self.filter_value(lookup, raw, spec)
+        if LOOKUPS[lookup] is None:  # records without a value are "not equal" too
+            return ~Q(**{path: value}) | Q(**{f"{path}__isnull": True})
+        return Q(**{f"{path}{LOOKUPS[lookup]}": value})
+
+
+class AnyType(FieldType):
+    """A value whose field is not (or no longer) in the entity's schema: numbers compare as numbers,
+    anything else as text. Not registered: no field can be created with it."""
+
+    name = ""
+
+    def sort_key(self, value):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return Decimal(str(value))
+        return super().sort_key(value)
+
 
 class TextType(FieldType):
     """Single line of text."""
 
     name = "text"
+    searchable = True
+    names_records = True
     max_length = 10_000
 
     def clean(self, value, spec):
@@ -53,6 +148,7 @@ class LongTextType(TextType):
     """Multi-line text."""
 
     name = "long_text"
+    names_records = False
     max_length = 200_000
 
 
@@ -60,6 +156,7 @@ class NumberType(FieldType):
     """Integer or decimal number (numeric strings are converted)."""
 
     name = "number"
+    compare_by_key = True
     # Beyond this, databases and JSON clients disagree on precision; refuse rather than corrupt.
     max_abs = 10**21
 
@@ -93,11 +190,20 @@ class NumberType(FieldType):
             return int(value) if value.is_integer() and abs(value) < 2**53 else value
         raise FieldValueError("Must be a number.")
 
+    def sort_key(self, value):
+        if value is None:
+            return None
+        try:
+            return Decimal(str(value))
+        except InvalidOperation:
+            return None
+
 
 class BooleanType(FieldType):
     """true / false (the strings "true"/"false"/"1"/"0"/"yes"/"no" are converted)."""
 
     name = "boolean"
+    ordered = False
     truthy = {"true", "1", "yes", "on"}
     falsy = {"false", "0", "no", "off"}
 
@@ -115,6 +221,7 @@ class DateType(FieldType):
     """ISO date, stored as "YYYY-MM-DD"."""
 
     name = "date"
+    compare_by_key = True
 
     def clean(self, value, spec):
         if not isinstance(value, str):
@@ -127,11 +234,20 @@ class DateType(FieldType):
             raise FieldValueError("Must be a date in the form YYYY-MM-DD.")
         return parsed.isoformat()
 
+    def sort_key(self, value):
+        if value is None:
+            return None
+        try:
+            return parse_date(str(value)[:10])
+        except ValueError:
+            return None
+
 
 class DateTimeType(FieldType):
     """ISO 8601 date-time, stored in UTC as "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00"."""
 
     name = "datetime"
+    compare_by_key = True
 
     def clean(self, value, spec):
         if not isinstance(value, str):
@@ -146,11 +262,23 @@ class DateTimeType(FieldType):
             parsed = parsed.replace(tzinfo=dt.UTC)
         return parsed.astimezone(dt.UTC).isoformat()
 
+    def sort_key(self, value):
+        if value is None:
+            return None
+        try:
+            parsed = parse_datetime(str(value))
+        except ValueError:
+            return None
+        if parsed is not None and parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed
+
 
 class EmailType(FieldType):
     """One email address."""
 
     name = "email"
+    searchable = True
     validator = EmailValidator()
     invalid_message = "Enter a valid email address."
 
@@ -171,6 +299,7 @@ class URLType(FieldType):
     """An http(s) URL."""
 
     name = "url"
+    searchable = True
     validator = URLValidator(schemes=["http", "https"])
     invalid_message = "Enter a valid http(s) URL."
 
@@ -192,6 +321,7 @@ class SelectType(FieldType):
 
     name = "select"
     needs_options = True
+    searchable = True
 
     def clean(self, value, spec):
         options = spec.get("options") or []
@@ -205,6 +335,7 @@ class MultiSelectType(FieldType):
 
     name = "multi_select"
     needs_options = True
+    ordered = False
 
     def clean(self, value, spec):
         options = spec.get("options") or []
@@ -217,22 +348,32 @@ class MultiSelectType(FieldType):
             raise FieldValueError(f"Unknown option(s) {', '.join(unknown)}; allowed: {', '.join(options)}.")
         return list(dict.fromkeys(value))
 
+    def clean_condition_value(self, value, spec):
+        # A single option compared with a multi_select (eq means "the list is exactly [value]").
+        if isinstance(value, str):
+            return SelectType().clean(value, spec)
+        return self.clean(value, spec)
 
-FIELD_TYPES: dict[str, FieldType] = {
-    t.name: t
-    for t in (
-        TextType(),
-        LongTextType(),
-        NumberType(),
-        BooleanType(),
-        DateType(),
-        DateTimeType(),
-        EmailType(),
-        URLType(),
-        SelectType(),
-        MultiSelectType(),
-    )
-}
+    def lookup_q(self, path, lookup, raw, spec):
+        if lookup == "contains":  # the list holds this option
+            return Q(**{f"{path}__contains": [raw]})
+        return super().lookup_q(path, lookup, raw, spec)
+
+
+field_types: Registry[FieldType] = Registry("field type")
+for _type in (
+    TextType(),
+    LongTextType(),
+    NumberType(),
+    BooleanType(),
+    DateType(),
+    DateTimeType(),
+    EmailType(),
+    URLType(),
+    SelectType(),
+    MultiSelectType(),
+):
+    field_types.register(_type)
 
 FIELD_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 RESERVED_FIELD_NAMES = {"id", "created_at", "updated_at", "entity_id", "workspace_id", "data"}
@@ -267,14 +408,14 @@ def validate_field_specs(fields: Any) -> tuple[list[dict], dict[str, list[str]]]
         else:
             seen.add(name)
         ftype = spec.get("type")
-        if ftype not in FIELD_TYPES:
-            errors[f"{key}.type"] = [f"Unknown type. Choose one of: {', '.join(FIELD_TYPES)}."]
+        if ftype not in field_types:
+            errors[f"{key}.type"] = [f"Unknown type. Choose one of: {', '.join(field_types.names())}."]
             continue
         required = spec.get("required", False)
         if not isinstance(required, bool):
             errors[f"{key}.required"] = ["Must be true or false."]
         options = spec.get("options")
-        if FIELD_TYPES[ftype].needs_options:
+        if field_types.get(ftype).needs_options:
             if (
                 not isinstance(options, list)
                 or not options
@@ -287,7 +428,7 @@ def validate_field_specs(fields: Any) -> tuple[list[dict], dict[str, list[str]]]
         elif options not in (None, []):
             errors[f"{key}.options"] = ["Only select and multi_select fields take options."]
         out = {"name": name, "type": ftype, "required": bool(required)}
-        if FIELD_TYPES[ftype].needs_options:
+        if field_types.get(ftype).needs_options:
             out["options"] = options
         for extra in ("label", "description"):
             value = spec.get(extra)
@@ -299,6 +440,21 @@ def validate_field_specs(fields: Any) -> tuple[list[dict], dict[str, list[str]]]
                 out[extra] = value
         cleaned.append(out)
     return cleaned, errors
+
+
+def record_label(fields: list[dict], data: dict | None) -> str | None:
+    """What names a record for people: its ``name``, else its first field whose type names records
+    (single-line text) with a value; None when it has neither."""
+    data = data or {}
+    name = data.get("name")
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    for spec in fields or []:
+        value = data.get(spec.get("name"))
+        names = spec.get("type") in field_types and field_types.get(spec["type"]).names_records
+        if names and isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
 
 def clean_record_data(
@@ -317,7 +473,7 @@ def clean_record_data(
         if spec is None:
             errors[key] = [f"Unknown field '{key}'."]
             continue
-        ftype = FIELD_TYPES[spec["type"]]
+        ftype = field_types.get(spec["type"])
         if ftype.is_empty(value):
             if spec.get("required"):
                 errors[key] = ["This field is required."]

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 
 from config.api import EnvelopeModelViewSet
 
 from .models import ROLE_RANK, Membership, Role, Workspace
+from .selectors import membership_of
 
 
 def membership_or_404(user, workspace_id) -> Membership:
     """The user's membership of the workspace; a missing workspace and a non-member look the same (404)."""
     if not user or not user.is_authenticated:
         raise exceptions.NotAuthenticated()
-    try:
-        return Membership.objects.select_related("workspace").get(workspace_id=workspace_id, user=user)
-    except (Membership.DoesNotExist, DjangoValidationError, ValueError):
-        raise exceptions.NotFound("Workspace not found.") from None
+    membership = membership_of(user, workspace_id)
+    if membership is None:
+        raise exceptions.NotFound("Workspace not found.")
+    return membership
 
 
 def require_role(membership: Membership, minimum: str, what: str = "do this") -> None:

@@ -7,12 +7,11 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.text import slugify
-from rest_framework import exceptions
 
-from config.api import ConflictError
-
-from .field_types import clean_record_data, validate_field_specs
+from .exceptions import AlreadyMember, FieldSchemaInvalid, LastOwner, MemberManagementNotAllowed, UserNotFound
+from .field_types import validate_field_specs
 from .models import ROLE_RANK, Entity, Membership, Role, Workspace
+from .signals import entity_fields_changing
 
 User = get_user_model()
 
@@ -56,25 +55,25 @@ def find_user(*, username: str | None = None, email: str | None = None):
             matches = list(User.objects.filter(username__iexact=username)[:2])
             user = matches[0] if len(matches) == 1 else None
         if user is None:
-            raise exceptions.ValidationError({"username": [f"No user with username '{username}'."]})
+            raise UserNotFound(errors={"username": [f"No user with username '{username}'."]})
         return user
     if email:
         matches = list(User.objects.filter(email__iexact=email)[:2])
         if not matches:
-            raise exceptions.ValidationError({"email": [f"No user with email '{email}'."]})
+            raise UserNotFound(errors={"email": [f"No user with email '{email}'."]})
         if len(matches) > 1:
-            raise exceptions.ValidationError({"email": ["Several users share this email; use the username."]})
+            raise UserNotFound(errors={"email": ["Several users share this email; use the username."]})
         return matches[0]
-    raise exceptions.ValidationError({"username": ["Give the username or the email of an existing user."]})
+    raise UserNotFound(errors={"username": ["Give the username or the email of an existing user."]})
 
 
 def _check_manage(actor: Membership, role: str, current_role: str | None = None) -> None:
     """Owners manage everyone; admins manage admins, members and viewers; others manage nobody."""
     if ROLE_RANK[actor.role] < ROLE_RANK[Role.ADMIN]:
-        raise exceptions.PermissionDenied("Only owners and admins manage members.")
+        raise MemberManagementNotAllowed("Only owners and admins manage members.")
     touches_owner = role == Role.OWNER or current_role == Role.OWNER
     if touches_owner and actor.role != Role.OWNER:
-        raise exceptions.PermissionDenied("Only owners manage owners.")
+        raise MemberManagementNotAllowed("Only owners manage owners.")
 
 
 @transaction.atomic
@@ -85,7 +84,7 @@ def member_add(
     _check_manage(actor, role)
     user = find_user(username=username, email=email)
     if Membership.objects.filter(workspace=workspace, user=user).exists():
-        raise ConflictError(f"'{user.username}' is already a member of this workspace.")
+        raise AlreadyMember(f"'{user.username}' is already a member of this workspace.")
     return Membership.objects.create(workspace=workspace, user=user, role=role)
 
 
@@ -104,7 +103,7 @@ def member_update_role(*, membership: Membership, actor: Membership, role: str) 
     """Change a member's role (owners manage owners; a workspace keeps at least one owner)."""
     _check_manage(actor, role, membership.role)
     if membership.role == Role.OWNER and role != Role.OWNER and _other_owners(membership.workspace_id, membership) == 0:
-        raise ConflictError("A workspace must keep at least one owner.")
+        raise LastOwner()
     if membership.role != role:
         membership.role = role
         membership.save(update_fields=["role"])
@@ -117,7 +116,7 @@ def member_remove(*, membership: Membership, actor: Membership) -> None:
     if membership.user_id != actor.user_id:
         _check_manage(actor, membership.role, membership.role)
     if membership.role == Role.OWNER and _other_owners(membership.workspace_id, membership) == 0:
-        raise ConflictError("A workspace must keep at least one owner.")
+        raise LastOwner()
     membership.delete()
 
 
@@ -138,13 +137,13 @@ def _unique_slug(workspace: Workspace, name: str, exclude_pk=None) -> str:
 
 
 def validated_fields(fields: Any, status_field: str | None) -> list[dict]:
-    """The normalised field schema, or a 400 naming each bad key (``fields.2.options``)."""
+    """The normalised field schema, or ``FieldSchemaInvalid`` naming each bad key (``fields.2.options``)."""
     cleaned, errors = validate_field_specs(fields)
     names = {spec["name"] for spec in cleaned}
     if not errors and status_field and status_field != "status" and status_field not in names:
         errors["status_field"] = [f"'{status_field}' is not one of the entity's fields."]
     if errors:
-        raise exceptions.ValidationError(errors)
+        raise FieldSchemaInvalid(errors=errors)
     return cleaned
 
 
@@ -164,39 +163,10 @@ def entity_create(
     )
 
 
-# How many failing records a schema change names in its error.
-SCHEMA_ERROR_EXAMPLES = 5
-
-
-def entity_schema_migration(*, entity: Entity, new_fields: list[dict]) -> tuple[list, list[str], int]:
-    """Check every existing record against ``new_fields`` (already validated).
-
-    Returns (records whose stored data changes, messages about up to ``SCHEMA_ERROR_EXAMPLES`` failing
-    records, number of failing records). Values are converted to the new types; values of removed fields
-    are dropped."""
-    from records.models import Record  # records depends on workspaces, not the other way at import time
-
-    names = {spec["name"] for spec in new_fields}
-    problems: list[str] = []
-    updates: list[Record] = []
-    failing = 0
-    for record in Record.objects.filter(entity=entity).only("id", "data").iterator(chunk_size=1000):
-        kept = {k: v for k, v in (record.data or {}).items() if k in names}
-        cleaned, errors = clean_record_data(new_fields, kept)
-        if errors:
-            failing += 1
-            if len(problems) < SCHEMA_ERROR_EXAMPLES:
-                detail = "; ".join(f"{field}: {msgs[0]}" for field, msgs in errors.items())
-                problems.append(f"record {record.id}: {detail}")
-            continue
-        if cleaned != record.data:
-            record.data = cleaned
-            updates.append(record)
-    return updates, problems, failing
-
-
-def schema_conflict_message(problems: list[str], failing: int) -> str:
-    return f"{failing} existing record(s) do not fit the new fields: " + " | ".join(problems)
+def entity_fields_check(*, entity: Entity, new_fields: list[dict]) -> None:
+    """Would the data stored for ``entity`` fit ``new_fields`` (validated)? Raises ``SchemaConflict``
+    naming what does not (the apps holding the data answer through ``entity_fields_changing``)."""
+    entity_fields_changing.send(sender=Entity, entity=entity, new_fields=new_fields, apply=False)
 
 
 @transaction.atomic
@@ -204,9 +174,8 @@ def entity_update(*, entity: Entity, **changes: Any) -> Entity:
     """Update an entity. A new field schema is checked against every existing record first: values are
     converted to the new types, values of removed fields are dropped, and if any record does not fit
     (new required field without a value, an option removed that is still used, a value that cannot be
-    converted) nothing changes and the 409 error names the records."""
-    from records.models import Record
-
+    converted) nothing changes and ``SchemaConflict`` names the records. The records app does the
+    checking and converting, through ``workspaces.signals.entity_fields_changing``."""
     if "name" in changes and changes["name"] != entity.name:
         entity.name = changes["name"]
         entity.slug = _unique_slug(entity.workspace, entity.name, exclude_pk=entity.pk)
@@ -216,11 +185,7 @@ def entity_update(*, entity: Entity, **changes: Any) -> Entity:
     new_fields = validated_fields(changes.get("fields", entity.fields), status_field)
     entity.status_field = status_field
     if "fields" in changes:
-        updates, problems, failing = entity_schema_migration(entity=entity, new_fields=new_fields)
-        if failing:
-            raise ConflictError({"fields": [schema_conflict_message(problems, failing)]})
-        if updates:
-            Record.objects.bulk_update(updates, ["data"], batch_size=500)
+        entity_fields_changing.send(sender=Entity, entity=entity, new_fields=new_fields, apply=True)
         entity.fields = new_fields
     entity.save()
     return entity

@@ -1,6 +1,7 @@
 """The action type registry: one class per action, keyed by the ``action_type`` stored on a rule."""
 
-from ..registry import Registry
+from config.registry import Registry
+
 from .base import ActionType
 from .call_webhook import CallWebhook
 from .create_task import CreateTask

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from django.utils.html import format_html
 from rest_framework import serializers
 
 from .. import webhooks
 from ..context import RunContext
 from ..exceptions import ActionError, PermanentActionError
 from ..templating import render
-from .base import ActionType
+from .base import ActionType, json_html
 from .fields import TemplateField
 
 METHODS = ("POST", "PUT", "PATCH")
@@ -81,7 +83,26 @@ class CallWebhook(ActionType):
 
     name = "call_webhook"
     label = "Call webhook"
+    signs_requests = True
     config_serializer = CallWebhookConfigSerializer
+
+    def redact_config(self, config: dict) -> dict:
+        """Authorization, Cookie, X-Api-Key and the rule's ``secret_headers`` show as ``[redacted]``."""
+        headers = config.get("headers")
+        if not isinstance(headers, dict):
+            return config
+        return {**config, "headers": webhooks.redact_headers(headers, config.get("secret_headers") or ())}
+
+    def keep_secrets(self, config: Any, stored: dict) -> Any:
+        """A header sent back as ``[redacted]`` keeps its stored value (header names ignore case)."""
+        if not isinstance(config, dict) or not isinstance(config.get("headers"), dict):
+            return config
+        stored_values = {str(name).lower(): value for name, value in (stored.get("headers") or {}).items()}
+        headers = {
+            name: stored_values.get(str(name).lower(), value) if value == webhooks.REDACTED else value
+            for name, value in config["headers"].items()
+        }
+        return {**config, "headers": headers}
 
     def payload(self, ctx: RunContext) -> dict[str, Any]:
         """The seed's webhook payload plus the run's identifiers."""
@@ -156,6 +177,26 @@ class CallWebhook(ActionType):
         )
         webhooks.raise_for_status(response, result=result)
         return result
+
+    def describe_result(self, result):
+        """The request line, status, duration and redacted request headers; the response (JSON indented)."""
+        if not isinstance(result, dict) or not result:
+            return super().describe_result(result)
+        response = result.get("response") or ""
+        with contextlib.suppress(TypeError, ValueError):
+            response = json.dumps(json.loads(response), indent=2, ensure_ascii=False)
+        return format_html(
+            "<p><strong>{} {}</strong> → HTTP {} in {} ms (delivery {})</p>"
+            "<p>Request headers:</p>{}<p>Response{}:</p><pre style='white-space: pre-wrap'>{}</pre>",
+            result.get("method", ""),
+            result.get("url", ""),
+            result.get("status_code") or "no answer",
+            result.get("duration_ms") if result.get("duration_ms") is not None else "—",
+            result.get("delivery_id", ""),
+            json_html(result.get("request_headers")),
+            " (truncated)" if result.get("response_truncated") else "",
+            response or "—",
+        )
 
     def preview(self, ctx: RunContext) -> dict[str, Any]:
         request = self.build(ctx)

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.mail import EmailMultiAlternatives, make_msgid
 from django.core.validators import EmailValidator
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from rest_framework import serializers
 
@@ -163,6 +164,18 @@ class SendEmail(ActionType):
             "sent": True,
             "message_id": str(message_id) if message_id is not None else None,
         }
+
+    def describe_result(self, result):
+        """Recipient, subject, whether it was sent, and the provider's message id."""
+        if not isinstance(result, dict) or not result:
+            return super().describe_result(result)
+        return format_html(
+            "<p>To: <strong>{}</strong><br>Subject: <strong>{}</strong><br>Sent: {}<br>Message-ID: {}</p>",
+            result.get("recipient", ""),
+            result.get("subject", ""),
+            "yes" if result.get("sent") else "no",
+            result.get("message_id") or "—",
+        )
 
     def preview(self, ctx: RunContext) -> dict[str, Any]:
         return self.build(ctx)

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from records.models import Record
 from records.services import record_update
-from workspaces.field_types import FIELD_TYPES, FieldValueError
+from workspaces.field_types import FieldValueError, field_types
 
 from ..context import RunContext
 from ..exceptions import PermanentActionError, TemplateRenderError
@@ -26,7 +26,7 @@ def _field_spec(entity, field_name: str) -> dict | None:
 
 def clean_field_value(spec: dict, value: Any) -> Any:
     """The stored form of ``value`` for the field (``None`` for empty); raises ``FieldValueError``."""
-    field_type = FIELD_TYPES[spec["type"]]
+    field_type = field_types.get(spec["type"])
     if field_type.is_empty(value):
         if spec.get("required"):
             raise FieldValueError("This field is required and the new value is empty.")

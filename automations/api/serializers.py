@@ -10,8 +10,10 @@ from django.utils.dateparse import parse_date
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.api import StrictModelSerializer, StrictSerializer
 from workspaces.models import ROLE_RANK, Role
 
+from .. import selectors
 from ..action_types import action_types
 from ..models import AutomationLog, AutomationRule, RunStatus
 from ..trigger_types import trigger_types
@@ -36,10 +38,11 @@ class ConfigField(serializers.JSONField):
     """A JSON object (validated by the chosen type; the OpenAPI schema documents each type's shape)."""
 
 
-class AutomationRuleSerializer(serializers.ModelSerializer):
-    """A rule as the seed shows it (id, workspace_id, entity_id, name, trigger_type, trigger_config,
+class AutomationRuleSerializer(StrictModelSerializer):
+    """An automation rule (id, workspace_id, entity_id, name, trigger_type, trigger_config,
     action_type, action_config, is_active, created_at, updated_at) plus conditions, throttles and health.
-    ``signing_secret`` is shown to owners and admins only."""
+    ``signing_secret`` and secret header values (``action_config.headers``) are shown to owners and admins
+    only; members and viewers see ``[redacted]``."""
 
     entity_id = serializers.UUIDField(help_text="An entity of this workspace.")
     trigger_type = RegistryChoiceField(trigger_types)
@@ -92,15 +95,28 @@ class AutomationRuleSerializer(serializers.ModelSerializer):
             "signing_secret": {"help_text": "Webhook signing secret (owners and admins only)."},
         }
 
+    def _sees_secrets(self) -> bool:
+        membership = self.context.get("membership")
+        return membership is None or ROLE_RANK[membership.role] >= ROLE_RANK[Role.ADMIN]
+
     def get_fields(self):
         fields = super().get_fields()
-        membership = self.context.get("membership")
-        if membership is not None and ROLE_RANK[membership.role] < ROLE_RANK[Role.ADMIN]:
+        if not self._sees_secrets():
             fields.pop("signing_secret", None)
         return fields
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if (
+            not self._sees_secrets()
+            and instance.action_type in action_types
+            and isinstance(data["action_config"], dict)
+        ):
+            data["action_config"] = action_types.get(instance.action_type).redact_config(data["action_config"])
+        return data
 
-class RuleTestSerializer(serializers.Serializer):
+
+class RuleTestSerializer(StrictSerializer):
     record_id = serializers.UUIDField(help_text="A record of the rule's entity.")
     dry_run = serializers.BooleanField(
         required=False, default=False, help_text="Return what would happen, without sending, writing or logging."
@@ -108,12 +124,17 @@ class RuleTestSerializer(serializers.Serializer):
 
 
 class AutomationLogSerializer(serializers.ModelSerializer):
-    """One run: the seed's log (automation_id, record_id, status, result, executed_at) plus the ledger."""
+    """One run of a rule (automation_id, record_id, status, result, executed_at) with its delivery ledger
+    (attempts, schedule, timings) and the chain of runs that caused it."""
 
     automation_id = serializers.UUIDField(read_only=True)
     result = serializers.JSONField(read_only=True, allow_null=True)
     delivery_id = serializers.CharField(read_only=True)
     event_type = serializers.CharField(read_only=True, help_text="created, updated or deleted (empty if unknown).")
+    chain = serializers.SerializerMethodField(
+        help_text="The runs whose record changes led to this run, first to last: [{rule_id, rule_name (null once "
+        "the rule is deleted), record_id}]; empty when a person's (or an import's) change caused it."
+    )
 
     class Meta:
         model = AutomationLog
@@ -135,11 +156,33 @@ class AutomationLogSerializer(serializers.ModelSerializer):
             "duration_ms",
             "executed_at",
             "batch_id",
+            "chain",
             "chain_depth",
             "delivery_id",
             "created_at",
         ]
         read_only_fields = fields
+
+    @classmethod
+    def for_logs(cls, logs, *, many: bool = False):
+        """Serialize runs with the names of the rules in their chains looked up once (one query)."""
+        items = list(logs) if many else [logs]
+        names = selectors.rule_names(link.get("rule_id") for log in items for link in log.chain or [])
+        return cls(items if many else logs, many=many, context={"rule_names": names})
+
+    def get_chain(self, obj) -> list[dict]:
+        links = [link for link in obj.chain or [] if isinstance(link, dict)]
+        names = self.context.get("rule_names")
+        if names is None:
+            names = selectors.rule_names(link.get("rule_id") for link in links)
+        return [
+            {
+                "rule_id": link.get("rule_id"),
+                "rule_name": names.get(str(link.get("rule_id"))),
+                "record_id": link.get("record_id"),
+            }
+            for link in links
+        ]
 
 
 class DateOrDateTimeField(serializers.DateTimeField):
@@ -157,11 +200,20 @@ class DateOrDateTimeField(serializers.DateTimeField):
 
 
 class LogQuerySerializer(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=500)
+    limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=500, help_text="Runs per page.")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=500, help_text="Same as limit.")
+    page = serializers.IntegerField(required=False, default=1, min_value=1, help_text="1 = the newest runs.")
     status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
     since = DateOrDateTimeField(required=False, help_text="Runs created at or after (date or date-time).")
     until = DateOrDateTimeField(required=False, help_text="Runs created before (date or date-time).")
     is_test = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs):
+        if "page_size" in attrs:
+            if "limit" in self.initial_data and attrs["limit"] != attrs["page_size"]:
+                raise serializers.ValidationError({"page_size": ["Give limit or page_size, not both."]})
+            attrs["limit"] = attrs.pop("page_size")
+        return attrs
 
 
 class RuleListQuerySerializer(serializers.Serializer):

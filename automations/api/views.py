@@ -3,20 +3,24 @@
 
 from __future__ import annotations
 
+import math
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 
-from config.api import ERROR_SCHEMA, ok
+from config.api import ERROR_SCHEMA, NoInput, ok, validated_input
+from config.text import counted
+from records.exceptions import RecordNotFound
+from records.selectors import record_in_workspace
 from workspaces.models import Entity, Role
 from workspaces.permissions import WorkspaceScopedViewSet
+from workspaces.selectors import entity_in_workspace
 
-from .. import services, webhooks
-from ..action_types import action_types
-from ..models import AutomationLog, AutomationRule
-from ..trigger_types import trigger_types
+from .. import selectors, services, webhooks
+from ..models import AutomationRule
 from . import schema  # noqa: F401  (registers the OpenAPI extension for rules)
 from .serializers import (
     AutomationLogSerializer,
@@ -48,6 +52,9 @@ LogList = inline_serializer(
         "logs": AutomationLogSerializer(many=True),
         "total": serializers.IntegerField(help_text="Runs matching the filters (the list holds at most limit)."),
         "limit": serializers.IntegerField(),
+        "page_size": serializers.IntegerField(help_text="Same as limit."),
+        "page": serializers.IntegerField(),
+        "pages": serializers.IntegerField(),
     },
 )
 OneLog = inline_serializer("AutomationLogResult", {"log": AutomationLogSerializer()})
@@ -67,7 +74,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     """Automation rules of a workspace: when a record of ``entity_id`` is created, changed or deleted
     (``trigger_type`` + ``trigger_config``) and ``conditions`` match, run one action (``action_type`` +
     ``action_config``). Any member reads; owners and admins write, test and retry. PUT and PATCH are both
-    partial (the seed's PUT)."""
+    partial: fields not given keep their value."""
 
     serializer_class = AutomationRuleSerializer
     envelope_singular = "automation"
@@ -79,7 +86,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return AutomationRule.objects.none()
-        return AutomationRule.objects.filter(workspace=self.workspace).select_related("entity")
+        return selectors.rules_of_workspace(self.workspace)
 
     def get_object(self):
         try:
@@ -91,15 +98,16 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         return {
             "test": RuleTestSerializer,
             "logs": AutomationLogSerializer,
-            "retry_log": serializers.Serializer,
-            "rotate_secret": serializers.Serializer,
+            "log": AutomationLogSerializer,
+            "retry_log": NoInput,
+            "rotate_secret": NoInput,
         }.get(self.action, AutomationRuleSerializer)
 
     def _rule_data(self, rule: AutomationRule) -> dict:
         return AutomationRuleSerializer(rule, context=self.get_serializer_context()).data
 
     def _entity(self, entity_id) -> Entity:
-        entity = Entity.objects.filter(pk=entity_id, workspace=self.workspace).first()
+        entity = entity_in_workspace(self.workspace, entity_id)
         if entity is None:
             raise exceptions.ValidationError({"entity_id": ["Entity not found in this workspace."]})
         return entity
@@ -108,29 +116,15 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
 
     @extend_schema(parameters=[RuleListQuerySerializer])
     def list(self, request, *args, **kwargs):
-        """The seed's list (``data.automations`` + ``total``), newest first."""
+        """The workspace's rules (``data.automations`` + ``total``), newest first; filter by ``entity_id``,
+        ``is_active``, ``trigger_type``, ``action_type`` or a ``search`` in the name."""
         return super().list(request, *args, **kwargs)
 
     def filter_queryset(self, queryset):
         if self.action != "list":
             return queryset
         params = _query(RuleListQuerySerializer, self.request)
-        errors = {}
-        for key, registry in (("trigger_type", trigger_types), ("action_type", action_types)):
-            if key in params:
-                names = registry.names()
-                if params[key] not in names:
-                    errors[key] = [f"Unknown {key.replace('_', ' ')}. Choose one of: {', '.join(names)}."]
-        if errors:
-            raise exceptions.ValidationError(errors)
-        for key in ("entity_id", "trigger_type", "action_type"):
-            if key in params:
-                queryset = queryset.filter(**{key: params[key]})
-        if params.get("is_active") is not None:
-            queryset = queryset.filter(is_active=params["is_active"])
-        if params.get("search"):
-            queryset = queryset.filter(name__icontains=params["search"])
-        return queryset
+        return selectors.filter_rules(queryset, **params)
 
     def perform_create(self, serializer):
         fields = dict(serializer.validated_data)
@@ -153,6 +147,9 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         """Delete the rule and its run log."""
         return super().destroy(request, *args, **kwargs)
 
+    def perform_destroy(self, instance):
+        services.rule_delete(rule=instance, actor=self.request.user)
+
     # ------------------------------------------------------------------ test, logs, retry, secret
 
     @extend_schema(request=RuleTestSerializer, responses={200: TestResult})
@@ -165,10 +162,8 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         params = RuleTestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         try:
-            record = services.get_record_in_workspace(
-                workspace=self.workspace, record_id=params.validated_data["record_id"]
-            )
-        except exceptions.NotFound:
+            record = record_in_workspace(workspace=self.workspace, record_id=params.validated_data["record_id"])
+        except RecordNotFound:
             raise exceptions.ValidationError({"record_id": ["Record not found in this workspace."]}) from None
         result = services.rule_test_run(
             rule=rule, record=record, dry_run=params.validated_data["dry_run"], actor=request.user
@@ -182,22 +177,32 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     @extend_schema(parameters=[LogQuerySerializer], responses={200: LogList})
     @action(detail=True, methods=["get"], url_path="logs")
     def logs(self, request, *args, **kwargs):
-        """The rule's runs, newest first: ``limit`` (default 50, max 500), ``status``, ``since`` / ``until``
-        (dates or date-times, on the run's creation time), ``is_test``."""
+        """The rule's runs, newest first, a page at a time: ``limit`` (or ``page_size``; default 50, max
+        500) runs of page ``page`` (default 1); ``total`` counts them all. Filters: ``status``, ``since``
+        / ``until`` (dates or date-times, on the run's creation time), ``is_test``."""
         rule = self.get_object()
         params = _query(LogQuerySerializer, request)
-        queryset = AutomationLog.objects.filter(automation=rule).order_by("-created_at", "-id")
-        if params.get("status"):
-            queryset = queryset.filter(status=params["status"])
-        if params.get("since"):
-            queryset = queryset.filter(created_at__gte=params["since"])
-        if params.get("until"):
-            queryset = queryset.filter(created_at__lt=params["until"])
-        if params.get("is_test") is not None:
-            queryset = queryset.filter(is_test=params["is_test"])
-        total = queryset.count()
-        logs = AutomationLogSerializer(queryset[: params["limit"]], many=True).data
-        return ok({"logs": logs, "total": total, "limit": params["limit"]}, f"Retrieved {len(logs)} log(s)")
+        limit, page = params.pop("limit"), params.pop("page")
+        runs = selectors.rule_runs(rule, **params)
+        total = runs.count()
+        pages = max(1, math.ceil(total / limit))
+        if page > pages:
+            raise exceptions.NotFound("Invalid page: past the last page.")
+        logs = AutomationLogSerializer.for_logs(runs[(page - 1) * limit : page * limit], many=True).data
+        return ok(
+            {"logs": logs, "total": total, "limit": limit, "page_size": limit, "page": page, "pages": pages},
+            f"Retrieved {counted(len(logs), 'log')}",
+        )
+
+    @extend_schema(
+        parameters=[OpenApiParameter("log_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={200: OneLog},
+    )
+    @action(detail=True, methods=["get"], url_path=rf"logs/(?P<log_id>{UUID_RE})")
+    def log(self, request, *args, log_id=None, **kwargs):
+        """One run of the rule (``data.log``, the shape of the list's items); another rule's run is 404."""
+        log = selectors.run_of_rule(self.get_object(), log_id)
+        return ok({"log": AutomationLogSerializer.for_logs(log).data}, "Log retrieved")
 
     @extend_schema(
         request=None,
@@ -208,17 +213,16 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
     def retry_log(self, request, *args, log_id=None, **kwargs):
         """Queue a failed (or skipped) run again with its stored event; the webhook-id stays the same."""
         rule = self.get_object()
-        try:
-            log = AutomationLog.objects.get(pk=log_id, automation=rule)
-        except (AutomationLog.DoesNotExist, DjangoValidationError, ValueError):
-            raise exceptions.NotFound("Run not found.") from None
-        log = services.log_retry(log=log)
-        return ok({"log": AutomationLogSerializer(log).data}, "Run queued for retry", status.HTTP_202_ACCEPTED)
+        validated_input(NoInput, request.data)
+        log = services.log_retry(log=selectors.run_of_rule(rule, log_id))
+        return ok({"log": AutomationLogSerializer.for_logs(log).data}, "Run queued for retry", status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: OneRule})
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request, *args, **kwargs):
         """Give the rule a new webhook signing secret; for 24 hours deliveries carry a second signature
         made with the old one, so receivers can switch without dropping messages."""
-        rule = webhooks.rule_rotate_secret(self.get_object())
+        rule = self.get_object()
+        validated_input(NoInput, request.data)
+        rule = webhooks.rule_rotate_secret(rule)
         return ok({"automation": self._rule_data(rule)}, "Signing secret rotated")

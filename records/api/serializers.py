@@ -1,12 +1,14 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from config.api import StrictModelSerializer, StrictSerializer
+
 from ..models import Record, Task
 
 User = get_user_model()
 
 
-class RecordSerializer(serializers.ModelSerializer):
+class RecordSerializer(StrictModelSerializer):
     data = serializers.JSONField(help_text="Field values keyed by field name, validated against the entity.")
 
     class Meta:
@@ -32,14 +34,14 @@ class RecordSerializer(serializers.ModelSerializer):
         ]
 
 
-class BulkRecordSerializer(serializers.Serializer):
+class BulkRecordSerializer(StrictSerializer):
     records = serializers.ListField(
         child=serializers.JSONField(),
         help_text='Up to 1,000 items, each {"data": {...}} (or the data object itself).',
     )
 
 
-class TaskSerializer(serializers.ModelSerializer):
+class TaskSerializer(StrictModelSerializer):
     record_id = serializers.PrimaryKeyRelatedField(
         source="record",
         queryset=Record.objects.none(),

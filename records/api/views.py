@@ -1,49 +1,26 @@
-import re
+from collections.abc import Mapping
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import F, OuterRef, Q, Subquery
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 
-from config.api import ok
-from workspaces.field_types import FIELD_TYPES, FieldValueError
-from workspaces.models import Entity, Membership, Role
+from config.api import ok, validated_input
+from config.text import counted
+from workspaces.field_types import DOCUMENTED_LOOKUPS
+from workspaces.models import Membership, Role
 from workspaces.permissions import WorkspaceScopedViewSet, membership_or_404
 
-from .. import services
+from .. import selectors, services
 from ..models import Record, Task
 from .serializers import BulkRecordSerializer, RecordSerializer, TaskSerializer
-
-RESERVED_PARAMS = {"page", "page_size", "ordering", "format", "search"}
-LOOKUPS = {
-    "eq": "",
-    "ne": None,
-    "gt": "__gt",
-    "gte": "__gte",
-    "lt": "__lt",
-    "lte": "__lte",
-    "contains": "__icontains",
-    "in": "__in",
-    "isnull": "__isnull",
-}
-ORDERING_RE = re.compile(r"^-?[A-Za-z_][A-Za-z0-9_]*$")
-SEARCHABLE_TYPES = {"text", "long_text", "email", "url", "select"}
-MAX_PARAM_LENGTH = 1000
-
-
-def _query_value(key: str, raw: str) -> str:
-    if "\x00" in raw or len(raw) > MAX_PARAM_LENGTH:
-        raise exceptions.ValidationError({key: [f"Must be at most {MAX_PARAM_LENGTH} characters, without NUL."]})
-    return raw
 
 
 @extend_schema(tags=["records"])
 class RecordViewSet(WorkspaceScopedViewSet):
     """Records of an entity. ``data`` is validated against the entity's fields. PUT replaces ``data``,
-    PATCH merges it. Filter by field values: ``?status=New``, ``?amount__gte=100`` (lookups: gt, gte,
-    lt, lte, ne, contains, in (comma-separated), isnull); ``?search=`` looks in text fields;
+    PATCH merges it. Filter by field values: ``?status=New``, ``?amount__gte=100`` (lookups: neq, gt,
+    gte, lt, lte, contains, in (comma-separated), isnull; ``ne`` works as ``neq``); ``?search=`` looks in text fields;
     ``?ordering=-amount`` or ``created_at``."""
 
     serializer_class = RecordSerializer
@@ -59,20 +36,10 @@ class RecordViewSet(WorkspaceScopedViewSet):
         if not user or not user.is_authenticated:
             raise exceptions.NotAuthenticated()
         workspace_pk = kwargs.get("workspace_pk")
-        member = Membership.objects.filter(workspace_id=OuterRef("workspace_id"), user_id=user.pk)
-        try:
-            found = list(
-                Entity.objects.select_related("workspace")
-                .filter(pk=kwargs.get("entity_pk"), workspace_id=workspace_pk)
-                .annotate(member_id=Subquery(member.values("id")[:1]), member_role=Subquery(member.values("role")[:1]))
-                .order_by()[:1]
-            )
-        except (DjangoValidationError, ValueError):
-            found = []
-        if not found:
+        entity = selectors.entity_for_member(user=user, workspace_id=workspace_pk, entity_id=kwargs.get("entity_pk"))
+        if entity is None:
             membership_or_404(user, workspace_pk)  # 404 "Workspace not found." for non-members
             raise exceptions.NotFound("Entity not found.")
-        entity = found[0]
         if entity.member_id is None:
             raise exceptions.NotFound("Workspace not found.")
         self.entity = entity
@@ -81,7 +48,7 @@ class RecordViewSet(WorkspaceScopedViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Record.objects.none()
-        return Record.objects.filter(entity=self.entity)
+        return selectors.records_of_entity(self.entity.pk)
 
     def get_object(self):
         record = super().get_object()
@@ -103,7 +70,7 @@ class RecordViewSet(WorkspaceScopedViewSet):
                 style="form",
                 explode=True,
                 description="Filter by field value: `<field>=<value>` or `<field>__<lookup>=<value>` with lookups "
-                + ", ".join(k for k in LOOKUPS if k != "eq")
+                + ", ".join(k for k in DOCUMENTED_LOOKUPS if k != "eq")
                 + " (e.g. `status=New`, `amount__gte=100`, `status__in=New,Contacted`, `email__isnull=true`).",
             ),
         ]
@@ -114,70 +81,7 @@ class RecordViewSet(WorkspaceScopedViewSet):
     def filter_queryset(self, queryset):
         if self.action != "list":
             return queryset
-        errors: dict[str, list[str]] = {}
-        params = self.request.query_params
-        for key, raw in params.items():
-            raw = _query_value(key, raw)
-            if key in RESERVED_PARAMS:
-                continue
-            name, _, lookup = key.partition("__")
-            spec = self.entity.field(name)
-            if spec is None or lookup not in LOOKUPS and lookup:
-                errors[key] = [
-                    f"Unknown filter. Filter on a field ({', '.join(self.entity.field_names)}) "
-                    f"with an optional lookup ({', '.join(LOOKUPS)})."
-                ]
-                continue
-            ftype = FIELD_TYPES[spec["type"]]
-            path = f"data__{name}"
-            try:
-                if lookup == "isnull":
-                    if raw.lower() not in ("true", "false"):
-                        raise FieldValueError("Must be true or false.")
-                    empty = Q(**{f"{path}__isnull": True}) | Q(**{path: None})  # missing key or JSON null
-                    queryset = queryset.filter(empty) if raw.lower() == "true" else queryset.exclude(empty)
-                    continue
-                if lookup == "in":
-                    value = [ftype.clean(part, spec) for part in raw.split(",")]
-                elif lookup == "contains":
-                    value = raw
-                else:
-                    value = ftype.clean(raw, spec)
-            except FieldValueError as exc:
-                errors[key] = [str(exc)]
-                continue
-            if lookup == "ne":
-                # Records without a value are "not equal" too.
-                queryset = queryset.filter(~Q(**{path: value}) | Q(**{f"{path}__isnull": True}))
-            elif lookup == "contains" and spec["type"] == "multi_select":
-                queryset = queryset.filter(**{f"{path}__contains": [value]})
-            else:
-                queryset = queryset.filter(**{f"{path}{LOOKUPS[lookup or 'eq']}": value})
-        search = params.get("search", "").strip()
-        if search:
-            condition = Q()
-            for spec in self.entity.fields:
-                if spec["type"] in SEARCHABLE_TYPES:
-                    condition |= Q(**{f"data__{spec['name']}__icontains": search})
-            queryset = queryset.filter(condition) if condition else queryset.none()
-        ordering = params.get("ordering")
-        if ordering:
-            keys = []
-            for part in ordering.split(","):
-                part = part.strip()
-                bare = part.lstrip("-")
-                if not ORDERING_RE.match(part) or (
-                    bare not in ("created_at", "updated_at") and self.entity.field(bare) is None
-                ):
-                    errors["ordering"] = [f"Cannot order by '{part}'."]
-                    break
-                target = bare if bare in ("created_at", "updated_at") else f"data__{bare}"
-                keys.append(F(target).desc(nulls_last=True) if part.startswith("-") else F(target).asc(nulls_last=True))
-            if keys:
-                queryset = queryset.order_by(*keys, "-id")
-        if errors:
-            raise exceptions.ValidationError(errors)
-        return queryset
+        return selectors.filter_records(queryset, entity=self.entity, params=self.request.query_params)
 
     def perform_create(self, serializer):
         serializer.instance = services.record_create(
@@ -208,13 +112,14 @@ class RecordViewSet(WorkspaceScopedViewSet):
     def bulk(self, request, *args, **kwargs):
         """Create up to 1,000 records in one transaction: all or nothing; errors name the failing index
         (``records.3.data.email``)."""
-        items = request.data.get("records") if isinstance(request.data, dict) else request.data
-        if items is None:
-            raise exceptions.ValidationError({"records": ["This field is required."]})
+        if isinstance(request.data, Mapping):
+            items = validated_input(BulkRecordSerializer, request.data)["records"]
+        else:
+            items = request.data
         records = services.record_bulk_create(entity=self.entity, items=items, actor=request.user)
         return ok(
             {"records": RecordSerializer(records, many=True).data, "total": len(records)},
-            f"Created {len(records)} records",
+            f"Created {counted(len(records), 'record')}",
             status.HTTP_201_CREATED,
         )
 
@@ -233,7 +138,7 @@ class TaskViewSet(WorkspaceScopedViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Task.objects.none()
-        return Task.objects.filter(workspace=self.workspace)
+        return selectors.tasks_of_workspace(self.workspace)
 
     @extend_schema(
         parameters=[
@@ -248,26 +153,7 @@ class TaskViewSet(WorkspaceScopedViewSet):
     def filter_queryset(self, queryset):
         if self.action != "list":
             return queryset
-        params = self.request.query_params
-        errors = {}
-        if "status" in params:
-            if params["status"] not in Task.Status.values:
-                errors["status"] = [f"Must be one of: {', '.join(Task.Status.values)}."]
-            queryset = queryset.filter(status=params["status"])
-        for key in ("record_id", "assignee_id"):
-            if key in params:
-                target = Task._meta.get_field(key.removesuffix("_id")).target_field
-                try:
-                    value = target.to_python(_query_value(key, params[key]))
-                    if isinstance(value, int) and not -(2**63) < value < 2**63:
-                        raise ValueError
-                except (DjangoValidationError, ValueError, TypeError):
-                    errors[key] = ["Invalid id."]
-                    continue
-                queryset = queryset.filter(**{key: value})
-        if errors:
-            raise exceptions.ValidationError(errors)
-        return queryset
+        return selectors.filter_tasks(queryset, params=self.request.query_params)
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)

@@ -5,6 +5,7 @@ import uuid
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 
 from automations import services
@@ -193,7 +194,7 @@ def test_change_page_shows_recent_runs_and_success_rate(admin_client, rule):
 def test_actions_activate_deactivate_duplicate(admin_client, rule):
     url = reverse("admin:automations_automationrule_changelist")
     response = admin_client.post(url, {"action": "deactivate", "_selected_action": [str(rule.pk)]}, follow=True)
-    assert "Deactivated 1 rule(s)." in response.content.decode()
+    assert "Deactivated 1 rule." in response.content.decode()
     rule.refresh_from_db()
     assert not rule.is_active
     admin_client.post(url, {"action": "activate", "_selected_action": [str(rule.pk)]})
@@ -208,12 +209,12 @@ def test_test_page_dry_run_renders_the_email_without_sending(admin_client, rule,
     url = reverse("admin:automations_automationrule_test", args=[rule.pk])
     response = admin_client.get(url)
     assert response.status_code == 200
-    assert "Ada" in response.content.decode()  # the record picker labels records by their data
+    assert 'data-record-picker data-search-url="' + url + 'records/"' in response.content.decode()
     response = admin_client.post(url, {"record": str(lead.pk), "dry_run": "on"})
     html = response.content.decode()
     assert "Dry run: what would happen" in html
     assert "Welcome Ada!" in html and "ada@example.com" in html
-    assert "<iframe sandbox" in html
+    assert '<iframe id="test-email-preview" title="Email preview" sandbox=""' in html
     assert mail.outbox == [] and not AutomationLog.objects.exists()
 
 
@@ -280,7 +281,7 @@ def test_log_action_retries_failed_runs_only(admin_client, rule):
         url, {"action": "retry", "_selected_action": [str(failed.pk), str(done.pk)]}, follow=True
     )
     html = response.content.decode()
-    assert "Queued 1 run(s) for retry." in html
+    assert "Queued 1 run for retry." in html
     assert "Not retried" in html
     failed.refresh_from_db()
     done.refresh_from_db()
@@ -294,3 +295,136 @@ def test_event_admin_is_read_only(admin_client, lead):
     html = admin_client.get(reverse("admin:automations_automationevent_change", args=[event.pk])).content.decode()
     assert str(lead.pk) in html and 'name="_save"' not in html
     assert not Task.objects.exists()
+
+
+def test_test_page_escapes_the_email_into_the_sandboxed_iframe(admin_client, entity, lead):
+    hostile = services.rule_create(
+        workspace=entity.workspace,
+        entity=entity,
+        name="Hostile",
+        trigger_type="record_created",
+        action_type="send_email",
+        action_config={"subject": "Hi", "body": "B </iframe><img id=pwn src=x onerror=\"document.title='XSS'\">"},
+    )
+    url = reverse("admin:automations_automationrule_test", args=[hostile.pk])
+    html = admin_client.post(url, {"record": str(lead.pk), "dry_run": "on"}).content.decode()
+    assert "<img id=pwn" not in html
+    assert "&lt;img id=pwn src=x onerror=&quot;document.title=&#x27;XSS&#x27;&quot;&gt;" in html
+    assert 'sandbox="" srcdoc="&lt;!DOCTYPE html&gt;' in html
+
+
+def test_rule_writes_in_the_admin_go_through_the_services(admin_client, entity, monkeypatch):
+    calls = []
+    for name in ("rule_create", "rule_update", "rule_delete"):
+        real = getattr(services, name)
+        monkeypatch.setattr(
+            services, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw)
+        )
+    response = admin_client.post(ADD_URL, form_data(entity))
+    assert response.status_code == 302
+    rule = AutomationRule.objects.get()
+    assert response["Location"].endswith(reverse("admin:automations_automationrule_changelist"))
+    change = reverse("admin:automations_automationrule_change", args=[rule.pk])
+    assert admin_client.post(change, form_data(entity, name="Renamed")).status_code == 302
+    assert (
+        admin_client.post(
+            reverse("admin:automations_automationrule_delete", args=[rule.pk]), {"post": "yes"}
+        ).status_code
+        == 302
+    )
+    assert calls == ["rule_create", "rule_update", "rule_delete"]
+    assert not AutomationRule.objects.exists()
+
+
+def test_runs_list_names_records_and_marks_only_test_runs(admin_client, rule, lead):
+    real = make_log(rule, record_id=lead.pk, record_snapshot=lead.as_snapshot())
+    test = make_log(rule, record_id=lead.pk, record_snapshot=lead.as_snapshot(), is_test=True)
+    html = admin_client.get(reverse("admin:automations_automationlog_changelist")).content.decode()
+    record_url = reverse("admin:records_record_change", args=[lead.pk])
+    assert f'<a href="{record_url}" title="{lead.pk}">Ada</a>' in html  # the label, linked; the id on hover
+    assert f">{lead.pk}<" not in html  # no bare UUID in a cell
+    assert html.count('class="run-test-badge"') == 1
+    assert "icon-no.svg" not in html and "icon-yes.svg" not in html
+    assert "<title>Automation runs |" in html
+    table = html.split('id="result_list"')[1].split("</table>")[0]
+    rows = {log.pk: next(row for row in table.split("<tr")[2:] if str(log.pk) in row) for log in (real, test)}
+    assert "run-test-badge" in rows[test.pk] and "run-test-badge" not in rows[real.pk]
+
+
+def test_a_nameless_record_is_named_by_its_first_text_field(admin_client, rule, entity):
+    record = RecordFactory(entity=entity, data={"company": "Initech", "status": "New"})
+    make_log(rule, record_id=record.pk, record_snapshot=record.as_snapshot())
+    html = admin_client.get(reverse("admin:automations_automationlog_changelist")).content.decode()
+    assert f'title="{record.pk}">Initech</a>' in html
+
+
+def test_run_page_is_titled_by_the_rule_name(admin_client, rule):
+    log = make_log(rule, is_test=True)
+    html = admin_client.get(reverse("admin:automations_automationlog_change", args=[log.pk])).content.decode()
+    assert "Run of “Welcome” · " in html
+    assert str(rule.pk) not in html.split("<main")[0]  # not in the page title or the breadcrumbs
+    assert 'class="run-test-badge"' in html and "icon-no.svg" not in html
+
+
+def test_the_signing_secret_shows_only_on_rules_that_call_a_webhook(admin_client, rule, entity, settings):
+    settings.AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = True
+    hook = services.rule_create(
+        workspace=entity.workspace,
+        entity=entity,
+        name="Hook",
+        trigger_type="record_created",
+        action_type="call_webhook",
+        action_config={"url": "http://127.0.0.1:9/hook"},
+    )
+    email_page = admin_client.get(reverse("admin:automations_automationrule_change", args=[rule.pk])).content.decode()
+    hook_page = admin_client.get(reverse("admin:automations_automationrule_change", args=[hook.pk])).content.decode()
+    assert rule.signing_secret not in email_page and "field-signing_secret" not in email_page
+    assert hook.signing_secret in hook_page and "field-signing_secret" in hook_page
+
+
+def test_the_record_picker_searches_the_rules_entity_by_label_text_or_id(admin_client, rule, entity, lead):
+    grace = RecordFactory(entity=entity, data={"name": "Grace Hopper", "email": "grace@navy.mil", "status": "New"})
+    nameless = RecordFactory(entity=entity, data={"company": "Initech"})
+    elsewhere = RecordFactory(entity=EntityFactory(workspace=rule.workspace), data={"name": "Grace Elsewhere"})
+    url = reverse("admin:automations_automationrule_test_records", args=[rule.pk])
+
+    def search(q):
+        response = admin_client.get(url, {"q": q})
+        assert response.status_code == 200
+        return response.json()["results"]
+
+    assert [r["label"] for r in search("grace")] == ["Grace Hopper"]  # by name, not another entity's
+    assert [r["label"] for r in search("NAVY.mil")] == ["Grace Hopper"]  # any text field, any case
+    assert [r["id"] for r in search(str(lead.pk))] == [str(lead.pk)]  # a pasted id
+    assert search(str(elsewhere.pk)) == []
+    assert {r["label"] for r in search("")} == {"Ada", "Grace Hopper", "Initech"}  # newest first, all labelled
+    found = search("initech")[0]
+    assert found == {"id": str(nameless.pk), "label": "Initech", "detail": f"id {str(nameless.pk)[:8]}…"}
+    assert str(grace.pk)[:8] in search("grace")[0]["detail"] and "grace@navy.mil" in search("grace")[0]["detail"]
+    assert Client().get(url, {"q": "grace"}).status_code == 302  # staff only (to the login page)
+
+
+def test_test_page_refuses_a_record_of_another_entity_by_id(admin_client, rule, entity):
+    elsewhere = RecordFactory(entity=EntityFactory(workspace=rule.workspace))
+    url = reverse("admin:automations_automationrule_test", args=[rule.pk])
+    response = admin_client.post(url, {"record": str(elsewhere.pk), "dry_run": "on"})
+    assert response.context["form"].errors["record"] == ["Choose a record of this rule's entity."]
+
+
+def test_runs_list_does_not_query_per_row(admin_client, rule, entity):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def add_runs(count):
+        for _ in range(count):
+            record = RecordFactory(entity=entity)
+            make_log(rule, record_id=record.pk, record_snapshot=record.as_snapshot(), is_test=True)
+
+    url = reverse("admin:automations_automationlog_changelist")
+    add_runs(2)
+    with CaptureQueriesContext(connection) as few:
+        assert admin_client.get(url).status_code == 200
+    add_runs(10)
+    with CaptureQueriesContext(connection) as many:
+        assert admin_client.get(url).status_code == 200
+    assert len(many.captured_queries) == len(few.captured_queries)

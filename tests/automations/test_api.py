@@ -311,6 +311,76 @@ def test_signing_secret_is_shown_to_owners_and_admins_only(api, members, rule):
             assert one["signing_secret"] == rule.signing_secret
 
 
+@pytest.fixture
+def hook_rule(entity, owner, settings):
+    settings.AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = True
+    return services.rule_create(
+        workspace=entity.workspace,
+        actor=owner,
+        entity=entity,
+        name="Hook",
+        trigger_type="record_created",
+        action_type="call_webhook",
+        action_config={
+            "url": "http://127.0.0.1:9/hook",
+            "headers": {"Authorization": "Bearer s3cret", "x-api-key": "k3y", "X-Sig": "sig", "X-Plain": "plain"},
+            "secret_headers": ["x-sig"],
+        },
+    )
+
+
+def test_secret_header_values_are_shown_to_owners_and_admins_only(api, members, hook_rule):
+    clear = {"Authorization": "Bearer s3cret", "x-api-key": "k3y", "X-Sig": "sig", "X-Plain": "plain"}
+    hidden = {"Authorization": "[redacted]", "x-api-key": "[redacted]", "X-Sig": "[redacted]", "X-Plain": "plain"}
+    for role, headers in [(Role.OWNER, clear), (Role.ADMIN, clear), (Role.MEMBER, hidden), (Role.VIEWER, hidden)]:
+        client = api.as_user(members[role])
+        one = client.get(url(hook_rule.workspace, hook_rule.pk))
+        listed = client.get(url(hook_rule.workspace))
+        assert one.json()["data"]["automation"]["action_config"]["headers"] == headers, role
+        assert listed.json()["data"]["automations"][0]["action_config"]["headers"] == headers, role
+        if headers is hidden:
+            for response in (one, listed):
+                assert b"s3cret" not in response.content and b"k3y" not in response.content, role
+    hook_rule.refresh_from_db()
+    assert hook_rule.action_config["headers"] == clear  # redaction is in the response only
+
+
+def test_patch_with_redacted_header_values_keeps_the_stored_ones(api, owner, hook_rule):
+    # What a member saw, edited and sent back by an owner (header names ignore case).
+    config = {
+        **hook_rule.action_config,
+        "headers": {
+            "AUTHORIZATION": "[redacted]",
+            "x-api-key": "[redacted]",
+            "X-Sig": "[redacted]",
+            "X-Plain": "changed",
+        },
+    }
+    response = api.as_user(owner).patch(
+        url(hook_rule.workspace, hook_rule.pk), {"action_config": config}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    hook_rule.refresh_from_db()
+    assert hook_rule.action_config["headers"] == {
+        "AUTHORIZATION": "Bearer s3cret",
+        "x-api-key": "k3y",
+        "X-Sig": "sig",
+        "X-Plain": "changed",
+    }
+
+
+def test_a_redacted_placeholder_without_a_stored_value_is_refused(api, owner, hook_rule):
+    before = AutomationRule.objects.values().get(pk=hook_rule.pk)
+    config = {**hook_rule.action_config, "headers": {"X-New-Token": "[redacted]"}}
+    response = api.as_user(owner).patch(
+        url(hook_rule.workspace, hook_rule.pk), {"action_config": config}, format="json"
+    )
+    assert response.status_code == 400, response.json()
+    assert "action_config.headers" in response.json()["errors"]
+    assert "X-New-Token" in response.json()["errors"]["action_config.headers"][0]
+    assert AutomationRule.objects.values().get(pk=hook_rule.pk) == before
+
+
 # --------------------------------------------------------------------------- update and delete
 
 
@@ -605,7 +675,7 @@ def test_logs_are_newest_first_with_the_run_ledger(api, owner, rule):
     response = api.as_user(owner).get(url(rule.workspace, rule.pk, "logs"))
     assert response.status_code == 200
     payload = response.json()
-    assert payload["message"] == "Retrieved 2 log(s)"
+    assert payload["message"] == "Retrieved 2 logs"
     data = payload["data"]
     assert data["total"] == 2 and data["limit"] == 50
     assert [log["id"] for log in data["logs"]] == [str(new.pk), str(old.pk)]
@@ -641,6 +711,66 @@ def test_logs_limit_and_filters(api, owner, rule):
     assert get(is_test="true")["total"] == 0
 
 
+def test_logs_page_through_every_run(api, owner, rule):
+    runs = [make_log(rule) for _ in range(7)]
+    newest_first = [str(log.pk) for log in sorted(runs, key=lambda log: (log.created_at, log.pk), reverse=True)]
+    client = api.as_user(owner)
+
+    def get(**params):
+        response = client.get(url(rule.workspace, rule.pk, "logs"), params)
+        assert response.status_code == 200, response.json()
+        return response.json()["data"]
+
+    pages = [get(limit=3, page=page) for page in (1, 2, 3)]
+    assert [log["id"] for page in pages for log in page["logs"]] == newest_first
+    assert [len(page["logs"]) for page in pages] == [3, 3, 1]
+    assert pages[1] | {"logs": None} == {
+        "logs": None,
+        "total": 7,
+        "limit": 3,
+        "page_size": 3,
+        "page": 2,
+        "pages": 3,
+    }
+    assert [log["id"] for log in get(limit=3)["logs"]] == newest_first[:3]  # limit alone: the first page
+    assert [log["id"] for log in get(page_size=3, page=2)["logs"]] == newest_first[3:6]
+    assert get()["page"] == 1 and get()["pages"] == 1 and get()["limit"] == 50
+
+    past = client.get(url(rule.workspace, rule.pk, "logs"), {"limit": 3, "page": 4})
+    assert past.status_code == 404 and past.json()["message"] == "Invalid page: past the last page."
+    empty = client.get(url(services.rule_duplicate(rule=rule).workspace, rule.pk, "logs"), {"status": "running"})
+    assert empty.json()["data"] | {"logs": None} == {
+        "logs": None,
+        "total": 0,
+        "limit": 50,
+        "page_size": 50,
+        "page": 1,
+        "pages": 1,
+    }
+
+
+def test_one_log_by_id(api, members, rule, foreign):
+    log = make_log(rule, status=RunStatus.ERROR, error="boom")
+    other_rule = services.rule_duplicate(rule=rule)
+    others_log = make_log(other_rule)
+    theirs = make_log(foreign["rule"])
+    for role in (Role.OWNER, Role.VIEWER):
+        response = api.as_user(members[role]).get(url(rule.workspace, rule.pk, "logs", log.pk))
+        assert response.status_code == 200, response.json()
+        assert response.json()["message"] == "Log retrieved"
+        data = response.json()["data"]
+        assert set(data) == {"log"}
+        assert data["log"]["id"] == str(log.pk) and data["log"]["error"] == "boom"
+        listed = api.as_user(members[role]).get(url(rule.workspace, rule.pk, "logs")).json()["data"]["logs"][0]
+        assert data["log"] == listed
+    client = api.as_user(members[Role.OWNER])
+    assert client.get(url(rule.workspace, rule.pk, "logs", others_log.pk)).status_code == 404
+    assert client.get(url(rule.workspace, rule.pk, "logs", theirs.pk)).status_code == 404
+    assert client.get(url(rule.workspace, foreign["rule"].pk, "logs", theirs.pk)).status_code == 404
+    assert client.get(url(rule.workspace, rule.pk, "logs", uuid.uuid4())).status_code == 404
+    assert api.as_user(members["outsider"]).get(url(rule.workspace, rule.pk, "logs", log.pk)).status_code == 404
+
+
 @pytest.mark.parametrize(
     ("params", "key"),
     [
@@ -650,6 +780,10 @@ def test_logs_limit_and_filters(api, owner, rule):
         ({"status": "exploded"}, "status"),
         ({"since": "yesterday"}, "since"),
         ({"until": "2025-13-45"}, "until"),
+        ({"page": "0"}, "page"),
+        ({"page": "x"}, "page"),
+        ({"page_size": "501"}, "page_size"),
+        ({"page_size": "3", "limit": "4"}, "page_size"),
     ],
 )
 def test_logs_reject_bad_params(api, owner, rule, params, key):

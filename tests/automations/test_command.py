@@ -76,6 +76,7 @@ def test_dry_run_prints_the_email_and_does_nothing(email_rule, lead):
 
 def test_json_output_is_machine_readable(email_rule, lead):
     payload = json.loads(run(email_rule.pk, "--record", lead.pk, "--json"))
+    assert payload["ok"] is True
     assert payload["automation_id"] == str(email_rule.pk)
     assert payload["record_id"] == str(lead.pk)
     assert payload["success"] is True and payload["dry_run"] is False
@@ -83,7 +84,7 @@ def test_json_output_is_machine_readable(email_rule, lead):
     assert len(mail.outbox) == 1
 
     payload = json.loads(run(email_rule.pk, "--record", lead.pk, "--json", "--dry-run"))
-    assert payload["dry_run"] is True and payload["preview"]["subject"] == "Welcome Ada!"
+    assert payload["ok"] is True and payload["dry_run"] is True and payload["preview"]["subject"] == "Welcome Ada!"
     assert len(mail.outbox) == 1
 
 
@@ -159,3 +160,61 @@ def test_exit_codes_from_the_shell(args, code, stderr):
     )
     assert proc.returncode == code
     assert stderr in proc.stderr.strip().splitlines()[-1]  # the reason is the last line
+
+
+def run_json(*args) -> tuple[dict, CommandError | None]:
+    """The command's JSON output and the error it ended with (None on success)."""
+    out = StringIO()
+    error = None
+    try:
+        call_command("test_automation", *[str(a) for a in args], "--json", stdout=out, no_color=True)
+    except CommandError as exc:
+        error = exc
+    return json.loads(out.getvalue()), error
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "record_id", "message"),
+    [
+        ("nope", "LEAD", "'nope' is not a valid automation id (expected a UUID)."),
+        ("RULE", "12", "'12' is not a valid record id (expected a UUID)."),
+        (str(uuid.UUID(int=1)), "LEAD", f"No automation with id {uuid.UUID(int=1)}."),
+        ("RULE", str(uuid.UUID(int=2)), f"No record with id {uuid.UUID(int=2)}."),
+        ("RULE", "OTHER", "The record does not belong to this rule's entity."),
+    ],
+)
+def test_json_errors_are_json_with_a_non_zero_exit(task_rule, lead, entity, rule_id, record_id, message):
+    other = RecordFactory(entity=EntityFactory(workspace=entity.workspace))
+    names = {"RULE": str(task_rule.pk), "LEAD": str(lead.pk), "OTHER": str(other.pk)}
+    payload, error = run_json(names.get(rule_id, rule_id), "--record", names.get(record_id, record_id))
+    assert payload == {"ok": False, "error": message}
+    assert error is not None and error.returncode == 1
+    assert not AutomationLog.objects.exists()
+
+
+def test_json_of_a_failing_action_says_ok_false_with_the_result(email_rule, entity):
+    record = RecordFactory(entity=entity, data={"name": "No Mail"})
+    payload, error = run_json(email_rule.pk, "--record", record.pk)
+    assert payload["ok"] is False and payload["success"] is False
+    assert payload["error"].startswith("No recipient") and payload["log_id"]
+    assert error is not None and error.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "error"),
+    [
+        (["not-a-uuid", "--record", str(uuid.uuid4())], 1, "'not-a-uuid' is not a valid automation id"),
+        ([str(uuid.uuid4())], 2, "the following arguments are required: --record"),
+    ],
+)
+def test_json_errors_from_the_shell(args, code, error):
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "test_automation", *args, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == code, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert payload["ok"] is False and error in payload["error"]

@@ -1,7 +1,7 @@
 import pytest
-from rest_framework import serializers
 
 from automations.conditions import OPERATORS, evaluate, validate_conditions
+from automations.exceptions import ConfigInvalid
 from tests.factories import EntityFactory
 
 
@@ -141,14 +141,29 @@ def test_empty_conditions_always_match(entity):
     ],
 )
 def test_validation_errors_name_the_condition(entity, conditions, error_key):
-    with pytest.raises(serializers.ValidationError) as info:
+    with pytest.raises(ConfigInvalid) as info:
         validate_conditions(conditions, entity=entity)
-    assert error_key in info.value.detail, info.value.detail
+    assert error_key in info.value.errors, info.value.errors
 
 
 def test_nesting_depth_is_limited(entity):
     group = {"match": "all", "rules": [{"field": "name", "op": "is_empty"}]}
     for _ in range(6):
         group = {"match": "all", "rules": [group]}
-    with pytest.raises(serializers.ValidationError):
+    with pytest.raises(ConfigInvalid):
         validate_conditions(group, entity=entity)
+
+
+def test_ne_is_accepted_for_neq_and_stored_as_neq(entity):
+    conditions = validate_conditions(
+        {"match": "all", "rules": [{"field": "status", "op": "ne", "value": "New"}]}, entity=entity
+    )
+    assert conditions == {"match": "all", "rules": [{"field": "status", "op": "neq", "value": "New"}]}
+    assert evaluate(conditions, LEAD, None, entity=entity) is True
+    assert "ne" not in OPERATORS  # documented once, as neq
+
+
+def test_an_unknown_operator_lists_the_documented_ones(entity):
+    with pytest.raises(ConfigInvalid) as info:
+        validate_conditions({"match": "all", "rules": [{"field": "status", "op": "not", "value": "x"}]}, entity=entity)
+    assert "Choose one of: eq, neq, gt" in info.value.errors["rules.0.op"][0]

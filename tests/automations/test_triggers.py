@@ -1,6 +1,6 @@
 import pytest
-from rest_framework import serializers
 
+from automations.exceptions import ConfigInvalid
 from automations.trigger_types import Event, trigger_names_for, trigger_types
 from tests.factories import EntityFactory
 
@@ -62,9 +62,9 @@ def test_status_changed_never_fires_on_create_or_delete(entity):
     ],
 )
 def test_status_changed_config_errors(entity, config, error_key):
-    with pytest.raises(serializers.ValidationError) as info:
+    with pytest.raises(ConfigInvalid) as info:
         trigger_types.get("status_changed").validate_config(config, entity=entity)
-    assert error_key in info.value.detail
+    assert error_key in info.value.errors
 
 
 @pytest.mark.parametrize(
@@ -84,9 +84,9 @@ def test_field_updated_needs_that_field_to_differ(entity, old, new, expected):
 
 
 def test_field_updated_rejects_unknown_field(entity):
-    with pytest.raises(serializers.ValidationError) as info:
+    with pytest.raises(ConfigInvalid) as info:
         trigger_types.get("field_updated").validate_config({"field_name": "nope"}, entity=entity)
-    assert "field_name" in info.value.detail
+    assert "field_name" in info.value.errors
 
 
 @pytest.mark.parametrize(
@@ -118,5 +118,29 @@ def test_trigger_names_for_event_types():
 @pytest.mark.parametrize("trigger", list(trigger_types), ids=lambda t: t.name)
 def test_every_trigger_type_is_documented_and_rejects_non_objects(entity, trigger):
     assert trigger.__doc__ and trigger.label
-    with pytest.raises(serializers.ValidationError):
+    with pytest.raises(ConfigInvalid):
         trigger.validate_config(["not", "a", "dict"], entity=entity)
+
+
+TEST_MATCH_CASES = {
+    # trigger: (config, data that fires a test run, data that does not or None, note contains)
+    "record_created": ({}, {"name": "x"}, None, ""),
+    "record_updated": ({}, {"name": "x"}, None, ""),
+    "record_deleted": ({}, {"name": "x"}, None, ""),
+    "field_updated": ({"field_name": "name"}, {"name": "x"}, None, "assumes the field changed"),
+    "status_changed": ({"to_status": "Qualified"}, {"status": "Qualified"}, {"status": "New"}, "current status"),
+}
+
+
+def test_every_trigger_type_has_a_test_match_case():
+    assert set(TEST_MATCH_CASES) == set(trigger_types.names())
+
+
+@pytest.mark.parametrize("name", sorted(TEST_MATCH_CASES))
+def test_test_match_judges_a_record_without_previous_data(entity, name):
+    config, firing, quiet, note = TEST_MATCH_CASES[name]
+    trigger = trigger_types.get(name)
+    matches, text = trigger.test_match(firing, config, entity=entity)
+    assert matches is True and note in text
+    if quiet is not None:
+        assert trigger.test_match(quiet, config, entity=entity)[0] is False

@@ -5,10 +5,13 @@ import base64
 import datetime as dt
 import json
 import socket
+import ssl
 import threading
 import time
 
 import pytest
+import requests
+import urllib3
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from werkzeug import Response
 
@@ -322,10 +325,47 @@ def test_connection_refused_retries(call_webhook, settings):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(RetryableActionError, match="connect") as info:
+    with pytest.raises(RetryableActionError) as info:
         call_webhook.execute(make_ctx(f"http://127.0.0.1:{port}/hook"))
+    assert info.value.message == f"Connection refused by 127.0.0.1:{port}."
     assert info.value.result["status_code"] is None
     assert info.value.result["delivery_id"]
+
+
+def test_an_unknown_host_reads_as_such(call_webhook, settings, monkeypatch):
+    settings.AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = True
+
+    def no_such_host(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    with pytest.raises(RetryableActionError) as info:
+        call_webhook.execute(make_ctx("http://hooks.nowhere.example:8080/hook"))
+    assert info.value.message == "Could not resolve the host hooks.nowhere.example."
+
+
+def test_a_tls_failure_reads_as_such(receiver, call_webhook):
+    receiver.expect_request("/hook").respond_with_data("plain http")
+    with pytest.raises(RetryableActionError) as info:
+        call_webhook.execute(make_ctx(receiver.url_for("/hook").replace("http://", "https://")))
+    message = info.value.message
+    assert message.startswith(f"TLS handshake with localhost:{receiver.port} failed: "), message
+    assert "Pool" not in message and "Errno" not in message and "_ssl.c" not in message and len(message) < 120
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ConnectionResetError(104, "Connection reset by peer"), "Connection reset by hooks.example.com:443."),
+        (OSError(101, "Network is unreachable"), "Could not connect to hooks.example.com:443: network is unreachable."),
+        (ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"), "TLS"),
+    ],
+)
+def test_network_errors_are_short_human_sentences(error, expected):
+    wrapped = requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/hook", reason=error))
+    message = webhooks.describe_network_error(wrapped, "https://hooks.example.com/hook")
+    assert message.startswith(expected), message
+    assert "MaxRetryError" not in message and "Errno" not in message
 
 
 def test_a_trickling_receiver_is_cut_off_at_the_total_timeout(receiver, call_webhook, settings):

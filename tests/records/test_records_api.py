@@ -161,6 +161,8 @@ def names(response):
         ("amount=250", ["Grace"]),
         ("status=New&amount__gte=100", ["Ada"]),
         ("status__ne=New", ["Grace", "Linus"]),
+        ("status__neq=New", ["Grace", "Linus"]),  # the spelling of rule conditions (and of the docs)
+        ("amount__neq=100", ["Alan", "Grace", "Linus"]),
         ("status__in=New,Closed Won", ["Ada", "Alan", "Linus"]),
         ("email__contains=EXAMPLE", ["Ada"]),
         ("amount__isnull=true", ["Linus"]),
@@ -362,3 +364,21 @@ def test_record_urls_say_which_parent_is_not_found(api, owner, entity, other_wor
     assert client.get(f"/api/v1/workspaces/{mine.workspace_id}/entities/{mine.id}/records/").status_code == 200
     other = api.as_user(other_workspace["owner"])  # and a viewer-level check still applies to its own workspace
     assert other.get(f"/api/v1/workspaces/{theirs.workspace_id}/entities/{theirs.id}/records/").status_code == 200
+
+
+def test_an_unknown_lookup_lists_the_documented_ones(client, entity, leads):
+    response = client.get(records_url(entity) + "?status__not=New")
+    message = response.json()["errors"]["status__not"][0]
+    assert "(eq, neq, gt, gte, lt, lte, contains, in, isnull)" in message
+
+
+@pytest.mark.parametrize(("count", "message"), [(1, "Retrieved 1 record"), (2, "Retrieved 2 records")])
+def test_list_messages_count_in_proper_english(client, entity, count, message):
+    RecordFactory.create_batch(count, entity=entity)
+    assert client.get(records_url(entity)).json()["message"] == message
+
+
+@pytest.mark.parametrize(("count", "message"), [(1, "Created 1 record"), (2, "Created 2 records")])
+def test_bulk_message_counts_in_proper_english(client, entity, count, message):
+    body = {"records": [{"data": {"name": f"N{i}"}} for i in range(count)]}
+    assert client.post(records_url(entity) + "bulk/", body, format="json").json()["message"] == message

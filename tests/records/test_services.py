@@ -2,11 +2,13 @@
 
 import pytest
 from django.db.models.signals import post_delete, post_save
-from rest_framework.exceptions import ValidationError
 
 from records import services
+from records.exceptions import RecordDataInvalid
 from records.models import Record, Task
 from tests.factories import RecordFactory
+from workspaces import services as workspace_services
+from workspaces.exceptions import SchemaConflict
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def test_create_update_delete_tell_receivers_the_old_and_new_data(entity, owner,
 
 def test_update_with_invalid_data_leaves_the_record_alone(entity):
     record = RecordFactory(entity=entity, data={"name": "Ada"})
-    with pytest.raises(ValidationError):
+    with pytest.raises(RecordDataInvalid):
         services.record_update(record=record, data={"amount": "many"})
     record.refresh_from_db()
     assert record.data == {"name": "Ada"}
@@ -63,7 +65,7 @@ def test_snapshot_shape(entity):
 def test_bulk_sets_previous_data_and_rejects_a_non_list(entity):
     records = services.record_bulk_create(entity=entity, items=[{"name": "A"}, {"name": "B"}])
     assert [r.previous_data for r in records] == [{"name": "A"}, {"name": "B"}]
-    with pytest.raises(ValidationError):
+    with pytest.raises(RecordDataInvalid):
         services.record_bulk_create(entity=entity, items={"name": "A"})
 
 
@@ -72,3 +74,23 @@ def test_task_create_and_update(workspace, owner):
     assert task.completed_at is not None and task.created_by == owner
     task = services.task_update(task=task, status=Task.Status.OPEN)
     assert task.completed_at is None
+
+
+def test_records_answer_an_entity_schema_change_through_the_workspaces_signal(entity):
+    """workspaces never imports records: it asks through ``entity_fields_changing``; records checks and
+    converts its stored values."""
+    record = RecordFactory(entity=entity, data={"name": "Ada", "amount": 12})
+    as_text = [{**f, "type": "text"} if f["name"] == "amount" else f for f in entity.fields]
+    workspace_services.entity_fields_check(entity=entity, new_fields=as_text)  # fits: nothing raised
+    record.refresh_from_db()
+    assert record.data["amount"] == 12  # a check converts nothing
+
+    required_phone = [*entity.fields, {"name": "phone", "type": "text", "required": True}]
+    with pytest.raises(SchemaConflict) as info:
+        workspace_services.entity_fields_check(entity=entity, new_fields=required_phone)
+    assert info.value.message.startswith("1 existing record does not fit the new fields: ")
+    assert info.value.errors == {"fields": [info.value.message]}
+
+    workspace_services.entity_update(entity=entity, fields=as_text)
+    record.refresh_from_db()
+    assert record.data["amount"] == "12"

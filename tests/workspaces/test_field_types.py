@@ -2,7 +2,7 @@
 
 import pytest
 
-from workspaces.field_types import FIELD_TYPES, FieldValueError, clean_record_data
+from workspaces.field_types import FieldValueError, clean_record_data, field_types
 
 SPEC = {"options": ["a", "b"]}
 CASES = {
@@ -20,12 +20,12 @@ CASES = {
 
 
 def test_every_registered_type_has_cases():
-    assert set(CASES) == set(FIELD_TYPES)
+    assert set(CASES) == set(field_types.names())
 
 
 @pytest.mark.parametrize("type_name", list(CASES))
 def test_type_accepts_and_refuses(type_name):
-    ftype = FIELD_TYPES[type_name]
+    ftype = field_types.get(type_name)
     good, bad = CASES[type_name]
     for value, stored in good:
         assert ftype.clean(value, SPEC) == stored
@@ -41,3 +41,21 @@ def test_clean_record_data_required_unknown_partial():
     assert clean_record_data(fields, {"n": 1}, partial=True) == ({"n": 1}, {})
     assert "x" in clean_record_data(fields, {"name": "A", "x": 1})[1]
     assert clean_record_data(fields, ["A"])[1] == {"data": ["Must be an object of field values."]}
+
+
+@pytest.mark.parametrize("type_name", list(CASES))
+def test_type_compares_and_filters_its_own_values(type_name):
+    ftype = field_types.get(type_name)
+    for _, stored in CASES[type_name][0]:
+        assert ftype.equals(stored, stored)
+        assert ftype.is_in(stored, [stored])
+        if ftype.ordered:
+            assert ftype.sort_key(stored) is not None and ftype.sort_key(stored) == ftype.sort_key(stored)
+    assert ftype.lookup_q("data__x", "isnull", "true", SPEC) is not None
+
+
+def test_numbers_and_dates_compare_by_value_text_by_string():
+    number, date, text = field_types.get("number"), field_types.get("datetime"), field_types.get("text")
+    assert number.equals(1, "1.0") and number.sort_key("10") > number.sort_key(9)
+    assert date.equals("2025-01-15T10:00:00Z", "2025-01-15T11:00:00+01:00")
+    assert not text.equals("1", 1) and text.sort_key(10) < text.sort_key(9)

@@ -3,7 +3,9 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..field_types import FIELD_TYPES
+from config.api import StrictModelSerializer, StrictSerializer
+
+from ..field_types import field_types
 from ..models import Entity, Membership, Role, Workspace
 
 User = get_user_model()
@@ -16,7 +18,7 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RegisterSerializer(serializers.Serializer):
+class RegisterSerializer(StrictSerializer):
     username = serializers.RegexField(r"^[\w.@+-]+$", max_length=150)
     email = serializers.EmailField()
     password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
@@ -41,12 +43,12 @@ class RegisterSerializer(serializers.Serializer):
         return attrs
 
 
-class TokenRequestSerializer(serializers.Serializer):
+class TokenRequestSerializer(StrictSerializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
 
 
-class WorkspaceSerializer(serializers.ModelSerializer):
+class WorkspaceSerializer(StrictModelSerializer):
     role = serializers.SerializerMethodField(help_text="Your role in this workspace.")
 
     class Meta:
@@ -60,7 +62,7 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         return roles.get(obj.pk)
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class MembershipSerializer(StrictModelSerializer):
     user = UserSerializer(read_only=True)
     username = serializers.CharField(
         write_only=True, required=False, max_length=150, help_text="Add: the existing user's username…"
@@ -83,7 +85,7 @@ class FieldSpecSerializer(serializers.Serializer):
     """One field of an entity's schema (documentation only: ``validate_field_specs`` validates)."""
 
     name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-    type = serializers.ChoiceField(choices=list(FIELD_TYPES))
+    type = serializers.ChoiceField(choices=field_types.names())
     required = serializers.BooleanField(default=False)
     options = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="select and multi_select only"
@@ -98,10 +100,10 @@ class FieldSpecsField(serializers.JSONField):
     service, so errors name the index and key (``fields.2.options``)."""
 
 
-class EntitySerializer(serializers.ModelSerializer):
+class EntitySerializer(StrictModelSerializer):
     fields = FieldSpecsField(
         required=False,
-        help_text='List of {"name", "type", "required", "options"}; types: ' + ", ".join(FIELD_TYPES),
+        help_text='List of {"name", "type", "required", "options"}; types: ' + ", ".join(field_types.names()),
     )
     status_field = serializers.CharField(
         max_length=100,

@@ -1,6 +1,5 @@
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
-from django.db.models import Count
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
@@ -11,7 +10,7 @@ from rest_framework.reverse import reverse
 from config.api import EnvelopeModelViewSet, ok
 from config.throttling import AnonThrottle
 
-from .. import services
+from .. import selectors, services
 from ..models import Entity, Membership, Role, Workspace
 from ..permissions import WorkspaceScopedViewSet, membership_or_404, require_role
 from .serializers import (
@@ -104,14 +103,12 @@ class WorkspaceViewSet(EnvelopeModelViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Workspace.objects.none()
-        return Workspace.objects.filter(memberships__user=self.request.user).order_by("name", "id")
+        return selectors.workspaces_of_user(self.request.user)
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
         if self.request and self.request.user.is_authenticated:
-            context["roles"] = dict(
-                Membership.objects.filter(user=self.request.user).values_list("workspace_id", "role")
-            )
+            context["roles"] = selectors.roles_of_user(self.request.user)
         return context
 
     def get_object(self):
@@ -153,7 +150,7 @@ class MembershipViewSet(WorkspaceScopedViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Membership.objects.none()
-        return Membership.objects.filter(workspace=self.workspace).select_related("user").order_by("created_at")
+        return selectors.members_of(self.workspace)
 
     def perform_create(self, serializer):
         data = serializer.validated_data
@@ -194,10 +191,7 @@ class EntityViewSet(WorkspaceScopedViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Entity.objects.none()
-        qs = Entity.objects.filter(workspace=self.workspace).order_by("name", "id")
-        if self.action in ("list", "retrieve"):
-            qs = qs.annotate(record_count=Count("records"))
-        return qs
+        return selectors.entities_of(self.workspace, with_record_counts=self.action in ("list", "retrieve"))
 
     def perform_create(self, serializer):
         data = serializer.validated_data

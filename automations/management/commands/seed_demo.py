@@ -10,15 +10,13 @@ It lives in the automations app (not in workspaces) because it seeds all three a
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 
+from automations.exceptions import RuleInvalid
 from records import services as record_services
 from records.models import Record
 from workspaces import services
@@ -87,10 +85,10 @@ class Command(BaseCommand):
 
         try:
             rules = seed_demo_automations(workspace=workspace, entity=entity, user=user, base_url=base_url)
-        except serializers.ValidationError as exc:
+        except RuleInvalid as exc:
             # In practice the webhook rule's URL on this machine, refused by the SSRF filter.
             raise CommandError(
-                f"A demo rule was refused: {json.dumps(exc.detail)}. The demo webhook rule posts to this "
+                f"A demo rule was refused: {'; '.join(exc.messages())}. The demo webhook rule posts to this "
                 f"server's inbox ({base_url}{INBOX_PATH}): allow that host with AUTOMATIONS_WEBHOOK_ALLOWED_HOSTS "
                 "(make run sets 127.0.0.1 and records it in .env), then run seed_demo again."
             ) from exc

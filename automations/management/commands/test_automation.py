@@ -3,22 +3,24 @@
 Runs a rule's action against one record through ``services.rule_test_run`` (the same path as the API's
 ``test`` endpoint): a real run is logged with ``is_test``; ``--dry-run`` shows what would happen without
 sending, writing or logging. Exit code 0 when the run (or preview) succeeded, 1 with a one-line reason
-otherwise."""
+otherwise (2 for bad arguments). With ``--json`` the output is one JSON object whatever happens:
+``{"ok": true, ...the outcome}``, or ``{"ok": false, "error": "...", ...}`` with the same exit code."""
 
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
-from rest_framework.exceptions import ValidationError
 
-from automations import services
+from automations import selectors, services
 from automations.models import AutomationRule
-from config.renderers import flatten_errors
+from config.errors import DomainError
 from records.models import Record
+from records.selectors import record_by_id
 
 
 def _uuid(value: str, what: str) -> uuid.UUID:
@@ -43,28 +45,62 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print the result as JSON.")
 
+    def run_from_argv(self, argv):
+        self._as_json = "--json" in argv  # argument errors are found before handle() knows the option
+        super().run_from_argv(argv)
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        usage_error = parser.error
+
+        def error(message):
+            if getattr(self, "_as_json", False):
+                self._print_json({"ok": False, "error": message})
+                sys.exit(2)
+            usage_error(message)
+
+        parser.error = error
+        return parser
+
     def handle(self, *args, automation_id, record_id, dry_run=False, as_json=False, **options):
+        try:
+            rule, record, result = self._test(automation_id, record_id, dry_run)
+        except CommandError as exc:
+            if as_json:
+                self._print_json({"ok": False, "error": str(exc)})
+            raise
+        except Exception as exc:
+            if as_json:
+                self._print_json({"ok": False, "error": _one_line(f"{type(exc).__name__}: {exc}")})
+            raise
+        failure = None
+        if not result["success"]:
+            verb = "would fail" if result["dry_run"] else "failed"
+            failure = f"The action {verb}: {_one_line(result.get('error') or 'unknown error')}"
+        if as_json:
+            payload = {"automation_id": str(rule.pk), "record_id": str(record.pk), **result}
+            self._print_json({"ok": failure is None, **payload})
+        else:
+            self._print_readable(rule, record, result)
+        if failure:
+            raise CommandError(failure)
+
+    def _test(self, automation_id, record_id, dry_run) -> tuple[AutomationRule, Record, dict[str, Any]]:
         rule_pk, record_pk = _uuid(automation_id, "automation"), _uuid(record_id, "record")
-        rule = AutomationRule.objects.select_related("entity", "workspace").filter(pk=rule_pk).first()
+        rule = selectors.rule_by_id(rule_pk)
         if rule is None:
             raise CommandError(f"No automation with id {rule_pk}.")
-        record = Record.objects.select_related("entity").filter(pk=record_pk).first()
+        record = record_by_id(record_pk)
         if record is None:
             raise CommandError(f"No record with id {record_pk}.")
         try:
             result = services.rule_test_run(rule=rule, record=record, dry_run=dry_run)
-        except ValidationError as exc:
-            messages = [msg for msgs in flatten_errors(exc.detail).values() for msg in msgs]
-            raise CommandError(_one_line(" ".join(messages))) from None
+        except DomainError as exc:
+            raise CommandError(_one_line(" ".join(exc.messages(keyed=False)))) from None
+        return rule, record, result
 
-        if as_json:
-            payload = {"automation_id": str(rule.pk), "record_id": str(record.pk), **result}
-            self.stdout.write(json.dumps(payload, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False))
-        else:
-            self._print_readable(rule, record, result)
-        if not result["success"]:
-            verb = "would fail" if result["dry_run"] else "failed"
-            raise CommandError(f"The action {verb}: {_one_line(result.get('error') or 'unknown error')}")
+    def _print_json(self, payload: dict[str, Any]) -> None:
+        self.stdout.write(json.dumps(payload, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False))
 
     # ------------------------------------------------------------------ readable output
 
