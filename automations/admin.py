@@ -19,15 +19,16 @@ from records.selectors import record_labels, records_of_entity, search_records
 from workspaces.admin import PrettyJSONField, adopt_saved
 from workspaces.field_types import record_label
 
-from . import selectors, services
+from . import rule_validation, selectors, services
 from .action_types import action_types
 from .action_types.base import json_html
 from .exceptions import RuleInvalid, RunNotRetryable, TestRecordInvalid
 from .models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
+from .step_types import step_type, step_type_names
 from .trigger_types import trigger_types
 
 RECENT_RUNS = 10
-CONFIG_FIELDS = ("trigger_config", "action_config", "conditions")
+CONFIG_FIELDS = ("trigger_config", "action_config", "conditions", "steps")
 
 
 def _type_help(registry) -> str:
@@ -48,6 +49,12 @@ class AutomationRuleAdminForm(forms.ModelForm):
         help_text='{"match": "all"|"any", "rules": [{"field": "amount", "op": "gte", "value": 1000}, …]}; '
         "empty = always.",
     )
+    steps = PrettyJSONField(
+        required=False,
+        help_text='All the steps, in order: [{"type": "create_task", "config": {...}}, {"type": "delay", "config": '
+        '{"seconds": 3600}}, …]. Leave empty for a one-step rule (the action above); when filled, its first '
+        "step is the action above.",
+    )
 
     class Meta:
         model = AutomationRule
@@ -57,7 +64,9 @@ class AutomationRuleAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # Read at form time: the registries are the single list of types.
         self.fields["trigger_type"].choices = trigger_types.choices()
-        self.fields["action_type"].choices = action_types.choices()
+        self.fields["action_type"].choices = [(name, step_type(name).label) for name in step_type_names()]
+        if self.instance.pk and not self.instance.steps:
+            self.initial["steps"] = self.instance.step_list
         for name in CONFIG_FIELDS:
             self.fields[name].widget.attrs["rows"] = 10
 
@@ -74,15 +83,30 @@ class AutomationRuleAdminForm(forms.ModelForm):
                 entity=entity,
                 trigger_type=cleaned.get("trigger_type"),
                 trigger_config=cleaned.get("trigger_config") or {},
-                action_type=cleaned.get("action_type"),
-                action_config=cleaned.get("action_config") or {},
+                steps=self._steps(cleaned),
                 conditions=cleaned.get("conditions") or {},
+                single_action=not self._steps_field_used,
             )
         except RuleInvalid as exc:
             self._add_rule_errors(exc)
             return cleaned
         cleaned.update(parts)
         return cleaned
+
+    def _steps(self, cleaned: dict) -> list:
+        """The steps the form asks for: the steps field when it was edited (or given on a new rule), with the
+        action fields as its first step; else the rule's steps with the action fields as the first."""
+        changed, new = set(self.changed_data), not self.instance.pk
+        given = {"steps": cleaned.get("steps")} if cleaned.get("steps") and ("steps" in changed or new) else {}
+        for name in ("action_type", "action_config"):
+            if name in changed or new:
+                given[name] = cleaned.get(name) if name == "action_type" else (cleaned.get(name) or {})
+        if "steps" in given and not new:
+            given = {k: v for k, v in given.items() if k == "steps" or k in changed}
+        current = None if new else self.instance.step_list
+        self._steps_field_used = "steps" in given
+        steps = rule_validation.steps_from_input(given, current=current)
+        return steps if steps is not None else (current or [])
 
     def _add_rule_errors(self, exc: RuleInvalid) -> None:
         """``{"action_config.url": [...]}`` -> an error on the action_config field reading "url: ..."."""

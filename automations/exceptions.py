@@ -43,6 +43,12 @@ class RunNotFound(NotFound):
     default_message = "Run not found."
 
 
+class RuleVersionNotFound(NotFound):
+    """No such version of this rule."""
+
+    default_message = "Version not found."
+
+
 class ActionError(Exception):
     """The action failed. ``retryable`` errors are retried on the schedule; others fail the run at once."""
 

@@ -230,7 +230,7 @@ def _execute_steps(log: AutomationLog, rule: AutomationRule, steps: list[dict]) 
             resume = (
                 dt.datetime.fromisoformat(resume_at)
                 if resume_at
-                else delay.resume_at(step.get("config") or {}, record, now)
+                else delay.resume_at(step.get("config") or {}, record, now, rule.entity)
             )
             if resume > now:
                 state.update(
@@ -344,3 +344,36 @@ def _step_failed(log, rule, states, index, error: ActionError, now, duration_ms)
         health.record_failure(rule, error)
     _report(log, rule, RunStatus.ERROR, duration_ms, message)
     return log
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+def preview_steps(log: AutomationLog, rule: AutomationRule) -> list[dict]:
+    """What each step would do, in order, without side effects: rendered emails and requests, field
+    changes (seen by the later steps), task previews, and when each delay would resume."""
+    record = dict(log.record_snapshot or {})
+    at = timezone.now()
+    results: list = []
+    out: list[dict] = []
+    for index, step in enumerate(rule.step_list):
+        error = None
+        try:
+            kind = step_type(step.get("type", ""))
+        except KeyError:
+            preview, error = None, f"Unknown step type '{step.get('type')}'."
+        else:
+            if kind is delay:
+                resume = max(at, delay.resume_at(step.get("config") or {}, record, at, rule.entity))
+                preview = {"resume_at": _iso(resume), "waits_seconds": int((resume - at).total_seconds())}
+                at = resume
+            else:
+                ctx = context_for(log, rule, dry_run=True, step=step, index=index, results=results, record=record)
+                try:
+                    preview = kind.preview(ctx)
+                except ActionError as exc:
+                    preview, error = exc.result, exc.message
+                record = kind.previewed_record(record, preview)
+        results.append(preview)
+        out.append({"index": index, "type": step.get("type"), "preview": preview, "error": error})
+    return out

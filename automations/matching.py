@@ -59,9 +59,14 @@ def runs_for(events: list[AutomationEvent], now: dt.datetime) -> tuple[list[Auto
                 logger.error("rule %s has unknown trigger type %r", rule.id, rule.trigger_type)
                 continue
             trigger = trigger_types.get(rule.trigger_type)
-            if event.event_type not in trigger.event_types or is_own_change(rule, event):
+            if event.event_type not in trigger.event_types:
                 continue
-            if not trigger.matches(candidate, rule.trigger_config or {}, entity=rule.entity):
+            trigger.on_event(rule, event, now)  # e.g. a date_reached rule moves the record's due time
+            if is_own_change(rule, event):
+                continue
+            if not trigger.matches(
+                candidate, rule.trigger_config or {}, entity=rule.entity, conditions=rule.conditions
+            ):
                 continue
             if not conditions.evaluate(rule.conditions, data, event.old_data, entity=rule.entity):
                 continue

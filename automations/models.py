@@ -221,6 +221,27 @@ class AutomationLog(models.Model):
         """Stable across retries: the webhook-id / idempotency key of this run."""
         return f"msg_{self.id.hex}"
 
+    STEP_STATUS = {"retrying": "pending"}  # a one-step run waiting for its retry: its step is pending again
+
+    @property
+    def step_ledger(self) -> list[dict]:
+        """Each step's status, attempts, times, result and error; a one-step run's only step is the run."""
+        if self.step_states:
+            return self.step_states
+        iso = lambda moment: moment.isoformat() if moment else None  # noqa: E731
+        return [
+            {
+                "index": 0,
+                "type": self.action_type,
+                "status": self.STEP_STATUS.get(self.status, self.status),
+                "attempts": self.attempts,
+                "started_at": iso(self.started_at),
+                "finished_at": iso(self.finished_at),
+                "result": self.result,
+                "error": self.error,
+            }
+        ]
+
 
 class WorkerProcess(models.Model):
     """A process that executes runs (``automations_worker``), registered at start and kept alive by a

@@ -90,20 +90,9 @@ def next_occurrence(config: dict, after: dt.datetime) -> dt.datetime:
 
 def due_time(config: dict, data: dict, entity) -> dt.datetime | None:
     """``date_reached``: the record's date field plus the offset (a date is 00:00 in the rule's time zone)."""
-    field = config.get("field", "")
-    value = (data or {}).get(field)
-    if value in (None, ""):
+    moment = moment_of(entity, config.get("field", ""), data, zone(config.get("timezone")))
+    if moment is None:
         return None
-    spec = entity.field(field) if entity is not None else None
-    if spec is not None and spec.get("type") == "date":
-        day = moment_of(value)
-        if day is None:
-            return None
-        moment = dt.datetime.combine(day.date(), dt.time.min, tzinfo=zone(config.get("timezone"))).astimezone(dt.UTC)
-    else:
-        moment = moment_of(value)
-        if moment is None:
-            return None
     return moment + dt.timedelta(seconds=int(config.get("offset_seconds") or 0))
 
 

@@ -9,9 +9,11 @@ from collections.abc import Iterable
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
+from workspaces.models import Entity
+
 from .action_types import action_types
-from .exceptions import RuleQueryInvalid, RunNotFound
-from .models import AutomationLog, AutomationRule, RunStatus
+from .exceptions import RuleQueryInvalid, RuleVersionNotFound, RunNotFound
+from .models import AutomationLog, AutomationRule, RuleVersion, RunStatus
 from .trigger_types import trigger_types
 
 SUCCESS_RATE_WINDOW = 100
@@ -123,3 +125,33 @@ def rule_names(rule_ids: Iterable) -> dict[str, str]:
     if not ids:
         return {}
     return {str(pk): name for pk, name in AutomationRule.objects.filter(pk__in=ids).values_list("pk", "name")}
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def rule_versions(rule: AutomationRule) -> QuerySet[RuleVersion]:
+    """The rule's versions, newest first, with who made them."""
+    return RuleVersion.objects.filter(rule=rule).select_related("created_by").order_by("-version")
+
+
+def rule_version(*, rule: AutomationRule, version) -> RuleVersion:
+    """One version of the rule, or ``RuleVersionNotFound``."""
+    try:
+        return RuleVersion.objects.select_related("created_by").get(rule=rule, version=int(version))
+    except (RuleVersion.DoesNotExist, ValueError, TypeError):
+        raise RuleVersionNotFound(f"Version {version} of this rule does not exist.") from None
+
+
+def entity_of_workspace(workspace_id, entity_id) -> Entity | None:
+    return Entity.objects.filter(workspace_id=workspace_id, pk=entity_id).first()
+
+
+def runs_to_replay(*, rule: AutomationRule, status: str, since=None, until=None, limit: int) -> list[AutomationLog]:
+    """The rule's non-test runs with ``status`` created in [since, until), oldest first, at most ``limit``."""
+    runs = AutomationLog.objects.filter(automation=rule, status=status, is_test=False)
+    if since is not None:
+        runs = runs.filter(created_at__gte=since)
+    if until is not None:
+        runs = runs.filter(created_at__lt=until)
+    return list(runs.order_by("created_at", "id")[:limit])

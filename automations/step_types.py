@@ -7,8 +7,9 @@ import datetime as dt
 from typing import Any, ClassVar
 
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
+
+from workspaces.field_types import field_types
 
 from .action_types import ActionType, action_types
 from .context import RunContext
@@ -16,28 +17,25 @@ from .context import RunContext
 MAX_DELAY_SECONDS = 31 * 24 * 3600  # 2,678,400: 31 days
 MAX_OFFSET_SECONDS = 366 * 24 * 3600
 
-DATE_TYPES = ("date", "datetime")
+
+def moment_field(entity, name: str) -> str | None:
+    """Why ``name`` cannot hold a point in time on ``entity`` (None when it can: a date or date-time)."""
+    spec = entity.field(name) if entity is not None else None
+    if entity is not None and spec is None:
+        return f"Unknown field '{name}'. Fields of {entity.name}: {', '.join(entity.field_names) or '(none)'}."
+    if spec is not None and not (spec.get("type") in field_types and field_types.get(spec["type"]).is_moment):
+        return f"'{name}' is a {spec.get('type')} field, not a date or date-time."
+    return None
 
 
-def moment_of(value: Any) -> dt.datetime | None:
-    """A date or date-time field value as an aware moment (a date is 00:00 UTC); None when empty or unreadable."""
-    if value in (None, ""):
+def moment_of(entity, field: str, data: dict, tz: dt.tzinfo = dt.UTC) -> dt.datetime | None:
+    """The point in time a record's date or date-time field holds (a date is 00:00 in ``tz``); None when
+    empty or not such a field."""
+    spec = entity.field(field) if entity is not None else None
+    value = (data or {}).get(field)
+    if spec is None or value in (None, "") or spec.get("type") not in field_types:
         return None
-    if isinstance(value, dt.datetime):
-        moment = value
-    elif isinstance(value, dt.date):
-        moment = dt.datetime.combine(value, dt.time.min)
-    else:
-        text = str(value).strip()
-        moment = parse_datetime(text)
-        if moment is None:
-            day = parse_date(text) if len(text) == 10 else None
-            if day is None:
-                return None
-            moment = dt.datetime.combine(day, dt.time.min)
-    if timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment
+    return field_types.get(spec["type"]).moment(value, tz)
 
 
 class DelayConfigSerializer(serializers.Serializer):
@@ -56,13 +54,9 @@ class DelayConfigSerializer(serializers.Serializer):
     )
 
     def validate_until_field(self, value: str) -> str:
-        entity = self.context.get("entity")
-        if entity is not None:
-            spec = entity.field(value)
-            if spec is None:
-                raise serializers.ValidationError(f"Unknown field '{value}'.")
-            if spec.get("type") not in DATE_TYPES:
-                raise serializers.ValidationError(f"'{value}' is a {spec.get('type')} field, not a date or date-time.")
+        problem = moment_field(self.context.get("entity"), value)
+        if problem:
+            raise serializers.ValidationError(problem)
         return value
 
     def validate(self, attrs: dict) -> dict:
@@ -84,11 +78,11 @@ class Delay(ActionType):
     label = "Delay"
     config_serializer: ClassVar[type[serializers.Serializer]] = DelayConfigSerializer
 
-    def resume_at(self, config: dict, record: dict, now: dt.datetime) -> dt.datetime:
+    def resume_at(self, config: dict, record: dict, now: dt.datetime, entity=None) -> dt.datetime:
         """When the next step may run (``now`` or earlier: at once)."""
         if config.get("seconds"):
             return now + dt.timedelta(seconds=int(config["seconds"]))
-        moment = moment_of((record.get("data") or {}).get(config.get("until_field", "")))
+        moment = moment_of(entity, config.get("until_field", ""), record.get("data") or {})
         if moment is None:
             return now
         return moment + dt.timedelta(seconds=int(config.get("offset_seconds") or 0))
@@ -98,7 +92,7 @@ class Delay(ActionType):
 
     def preview(self, ctx: RunContext) -> dict[str, Any]:
         now = timezone.now()
-        resume = self.resume_at(ctx.config, ctx.record, now)
+        resume = self.resume_at(ctx.config, ctx.record, now, ctx.entity)
         return {"resume_at": max(resume, now).isoformat(), "waits_seconds": max(0, int((resume - now).total_seconds()))}
 
 

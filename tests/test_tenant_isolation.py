@@ -60,6 +60,9 @@ RIGHTS: dict[tuple[str, str], str] = {
     ("automation-logs", "get"): V,
     ("automation-log", "get"): V,
     ("automation-retry-log", "post"): A,
+    ("automation-retry-logs", "post"): A,
+    ("automation-versions", "get"): V,
+    ("automation-restore-version", "post"): A,
     ("automation-rotate-secret", "post"): A,
 }
 
@@ -157,11 +160,17 @@ def build_url(name: str, url_ws, objects: dict) -> str:
         kwargs["entity_pk"] = objects["entity"].pk
     if "log_id" in route:
         kwargs["log_id"] = objects["log"].pk
+    if "<version>" in route:
+        kwargs["version"] = 1
     return reverse(name, kwargs=kwargs)
 
 
 # Bodies that pass validation where an empty one would not reach the permission check of a service.
-BODIES = {("member-detail", "put"): {"role": "member"}, ("member-detail", "patch"): {"role": "member"}}
+BODIES = {
+    ("member-detail", "put"): {"role": "member"},
+    ("member-detail", "patch"): {"role": "member"},
+    ("automation-retry-logs", "post"): {"status": "error"},
+}
 
 
 def call(api, user, method: str, url: str, name: str = ""):

@@ -78,6 +78,8 @@ def endpoints(w):
         ("patch", f"{rule}/", {"name": "R2"}),
         ("post", f"{rule}/test/", {"record_id": str(w["record"].pk), "dry_run": True}),
         ("post", f"{rule}/logs/{w['log'].pk}/retry/", {}),
+        ("post", f"{rule}/logs/retry/", {"status": "error"}),
+        ("post", f"{rule}/versions/1/restore/", {}),
         ("post", f"{rule}/rotate-secret/", {}),
         (
             "post",

@@ -58,6 +58,8 @@ class FieldType:
 
     name: ClassVar[str] = ""
     needs_options: ClassVar[bool] = False
+    # A point in time: date and date-time fields can drive delays and date_reached rules (``moment``).
+    is_moment: ClassVar[bool] = False
     ordered: ClassVar[bool] = True
     searchable: ClassVar[bool] = False
     names_records: ClassVar[bool] = False
@@ -78,6 +80,10 @@ class FieldType:
 
     def sort_key(self, value: Any) -> Any:
         return None if value is None else str(value)
+
+    def moment(self, value: Any, tz: dt.tzinfo = dt.UTC) -> dt.datetime | None:
+        """The value as a point in time (aware), for types that are one (``is_moment``); else None."""
+        return None
 
     def equals(self, actual: Any, expected: Any) -> bool:
         if self.compare_by_key:
@@ -218,10 +224,15 @@ class BooleanType(FieldType):
 
 
 class DateType(FieldType):
-    """ISO date, stored as "YYYY-MM-DD"."""
+    """ISO date, stored as "YYYY-MM-DD"; as a moment, 00:00 of that day in the given time zone."""
 
     name = "date"
     compare_by_key = True
+    is_moment = True
+
+    def moment(self, value, tz=dt.UTC):
+        day = self.sort_key(value) if value not in (None, "") else None
+        return dt.datetime.combine(day, dt.time.min, tzinfo=tz).astimezone(dt.UTC) if day else None
 
     def clean(self, value, spec):
         if not isinstance(value, str):
@@ -248,6 +259,10 @@ class DateTimeType(FieldType):
 
     name = "datetime"
     compare_by_key = True
+    is_moment = True
+
+    def moment(self, value, tz=dt.UTC):
+        return self.sort_key(value) if value not in (None, "") else None
 
     def clean(self, value, spec):
         if not isinstance(value, str):

@@ -49,6 +49,10 @@ class ActionType(ConfiguredType):
         """The stored result, readably, as safe HTML (the admin's run page); indented JSON by default."""
         return json_html(result)
 
+    def previewed_record(self, record: dict, preview: Any) -> dict:
+        """The record as the next steps of a dry run would see it after this one (unchanged by default)."""
+        return record
+
     def execute(self, ctx: RunContext) -> dict[str, Any]:
         raise NotImplementedError
 

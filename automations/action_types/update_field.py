@@ -111,6 +111,11 @@ class UpdateField(ActionType):
                 record_update(record=record, data={field_name: new_value}, actor=None, merge=True)
         return {"field_name": field_name, "old_value": old_value, "new_value": new_value, "changed": changed}
 
+    def previewed_record(self, record: dict, preview: Any) -> dict:
+        if not isinstance(preview, dict) or not preview.get("changed"):
+            return record
+        return {**record, "data": {**(record.get("data") or {}), preview["field_name"]: preview["new_value"]}}
+
     def preview(self, ctx: RunContext) -> dict[str, Any]:
         _, field_name, old_value, new_value = self._plan(ctx, for_update=False)
         return {

@@ -15,7 +15,8 @@ from workspaces.models import ROLE_RANK, Role
 
 from .. import selectors
 from ..action_types import action_types
-from ..models import AutomationLog, AutomationRule, RunStatus
+from ..models import AutomationLog, AutomationRule, RuleVersion, RunStatus
+from ..step_types import step_type, step_type_names
 from ..trigger_types import trigger_types
 
 CONFIG_SCHEMA = {"type": "object", "additionalProperties": True}
@@ -38,6 +39,27 @@ class ConfigField(serializers.JSONField):
     """A JSON object (validated by the chosen type; the OpenAPI schema documents each type's shape)."""
 
 
+class StepTypeChoiceField(serializers.ChoiceField):
+    """A step type: an action type registered at request time, or ``delay``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=step_type_choices(), **kwargs)
+
+    def to_internal_value(self, data):
+        self.choices = step_type_choices()
+        return super().to_internal_value(data)
+
+
+def step_type_choices() -> list[tuple[str, str]]:
+    return [(name, step_type(name).label) for name in step_type_names()]
+
+
+@extend_schema_field({"type": "array", "items": {"type": "object"}})
+class StepsField(serializers.JSONField):
+    """The rule's steps, in order: ``[{"type": <action type or "delay">, "config": {...}}, ...]`` (1 to 20;
+    validated step by step by their types; the OpenAPI schema documents each step type's config)."""
+
+
 class AutomationRuleSerializer(StrictModelSerializer):
     """An automation rule (id, workspace_id, entity_id, name, trigger_type, trigger_config,
     action_type, action_config, is_active, created_at, updated_at) plus conditions, throttles and health.
@@ -47,8 +69,13 @@ class AutomationRuleSerializer(StrictModelSerializer):
     entity_id = serializers.UUIDField(help_text="An entity of this workspace.")
     trigger_type = RegistryChoiceField(trigger_types)
     trigger_config = ConfigField(required=False, help_text="Options of the trigger type (see its schema).")
-    action_type = RegistryChoiceField(action_types)
-    action_config = ConfigField(required=False, help_text="Options of the action type (see its schema).")
+    steps = StepsField(
+        required=False,
+        help_text='What the rule does, in order: [{"type": <action type or "delay">, "config": {...}}, ...] (1 to '
+        "20). Each step sees the record as the earlier steps left it and their results as {{ steps[i]... }}.",
+    )
+    action_type = StepTypeChoiceField(required=False, help_text="The first step's type (same as steps[0].type).")
+    action_config = ConfigField(required=False, help_text="The first step's config (same as steps[0].config).")
     conditions = serializers.JSONField(
         required=False,
         help_text='{"match": "all"|"any", "rules": [{"field", "op", "value"} | nested group]}; {} always matches.',
@@ -67,9 +94,11 @@ class AutomationRuleSerializer(StrictModelSerializer):
             "trigger_type",
             "trigger_config",
             "conditions",
+            "steps",
             "action_type",
             "action_config",
             "is_active",
+            "version",
             "max_runs_per_minute",
             "max_runs_per_hour",
             "consecutive_failures",
@@ -82,6 +111,7 @@ class AutomationRuleSerializer(StrictModelSerializer):
         read_only_fields = [
             "id",
             "workspace_id",
+            "version",
             "consecutive_failures",
             "disabled_reason",
             "disabled_at",
@@ -101,18 +131,23 @@ class AutomationRuleSerializer(StrictModelSerializer):
 
     def get_fields(self):
         fields = super().get_fields()
+        data = getattr(self, "initial_data", None)
+        if self.instance is None and not self.partial and isinstance(data, dict) and "steps" not in data:
+            # A new rule needs its steps, or its single action (the first step).
+            fields["action_type"].required = True
         if not self._sees_secrets():
             fields.pop("signing_secret", None)
         return fields
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
-        if (
-            not self._sees_secrets()
-            and instance.action_type in action_types
-            and isinstance(data["action_config"], dict)
-        ):
-            data["action_config"] = action_types.get(instance.action_type).redact_config(data["action_config"])
+        steps = [dict(step) for step in instance.step_list]
+        if not self._sees_secrets():
+            for step in steps:
+                if step.get("type") in action_types and isinstance(step.get("config"), dict):
+                    step["config"] = action_types.get(step["type"]).redact_config(step["config"])
+        data["steps"] = steps
+        data["action_type"], data["action_config"] = steps[0]["type"], steps[0].get("config") or {}
         return data
 
 
@@ -134,6 +169,10 @@ class AutomationLogSerializer(serializers.ModelSerializer):
     chain = serializers.SerializerMethodField(
         help_text="The runs whose record changes led to this run, first to last: [{rule_id, rule_name (null once "
         "the rule is deleted), record_id}]; empty when a person's (or an import's) change caused it."
+    )
+    steps = serializers.SerializerMethodField(
+        help_text='Each step of the run: [{"index", "type", "status" (pending|running|waiting|success|error|'
+        'skipped), "attempts", "started_at", "finished_at", "result", "error"}].'
     )
 
     class Meta:
@@ -159,6 +198,11 @@ class AutomationLogSerializer(serializers.ModelSerializer):
             "chain",
             "chain_depth",
             "delivery_id",
+            "rule_version",
+            "current_step",
+            "steps",
+            "due_at",
+            "replays",
             "created_at",
         ]
         read_only_fields = fields
@@ -169,6 +213,9 @@ class AutomationLogSerializer(serializers.ModelSerializer):
         items = list(logs) if many else [logs]
         names = selectors.rule_names(link.get("rule_id") for log in items for link in log.chain or [])
         return cls(items if many else logs, many=many, context={"rule_names": names})
+
+    def get_steps(self, obj) -> list[dict]:
+        return obj.step_ledger
 
     def get_chain(self, obj) -> list[dict]:
         links = [link for link in obj.chain or [] if isinstance(link, dict)]
@@ -222,3 +269,30 @@ class RuleListQuerySerializer(serializers.Serializer):
     trigger_type = serializers.CharField(required=False, max_length=50)
     action_type = serializers.CharField(required=False, max_length=50)
     search = serializers.CharField(required=False, max_length=255, help_text="Case-insensitive match in the name.")
+
+
+class ReplaySerializer(StrictSerializer):
+    from_step = serializers.IntegerField(
+        required=False, min_value=0, help_text="Run again from this step (0-based); default: the step that failed."
+    )
+
+
+class BulkReplaySerializer(StrictSerializer):
+    status = serializers.ChoiceField(choices=[RunStatus.ERROR, RunStatus.SKIPPED], help_text="Runs to replay.")
+    since = DateOrDateTimeField(required=False, help_text="Runs created at or after (date or date-time).")
+    until = DateOrDateTimeField(required=False, help_text="Runs created before (date or date-time).")
+
+
+class RuleVersionSerializer(serializers.ModelSerializer):
+    """One version of a rule: who made it, when, which fields it changed, and the rule as it was."""
+
+    created_by = serializers.SerializerMethodField()
+    rule = serializers.JSONField(source="snapshot", read_only=True)
+
+    class Meta:
+        model = RuleVersion
+        fields = ["version", "created_at", "created_by", "changes", "rule"]
+        read_only_fields = fields
+
+    def get_created_by(self, obj) -> str | None:
+        return obj.created_by.get_username() if obj.created_by_id and obj.created_by else None

@@ -25,9 +25,12 @@ from . import schema  # noqa: F401  (registers the OpenAPI extension for rules)
 from .serializers import (
     AutomationLogSerializer,
     AutomationRuleSerializer,
+    BulkReplaySerializer,
     LogQuerySerializer,
+    ReplaySerializer,
     RuleListQuerySerializer,
     RuleTestSerializer,
+    RuleVersionSerializer,
 )
 
 UUID_RE = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
@@ -58,6 +61,11 @@ LogList = inline_serializer(
     },
 )
 OneLog = inline_serializer("AutomationLogResult", {"log": AutomationLogSerializer()})
+Retried = inline_serializer("AutomationReplayResult", {"retried": serializers.IntegerField()})
+VersionList = inline_serializer(
+    "AutomationVersionList",
+    {"versions": RuleVersionSerializer(many=True), "total": serializers.IntegerField()},
+)
 OneRule = inline_serializer("AutomationResult", {"automation": AutomationRuleSerializer()})
 Empty = inline_serializer("Empty", {})
 
@@ -99,7 +107,10 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
             "test": RuleTestSerializer,
             "logs": AutomationLogSerializer,
             "log": AutomationLogSerializer,
-            "retry_log": NoInput,
+            "retry_log": ReplaySerializer,
+            "retry_logs": BulkReplaySerializer,
+            "versions": RuleVersionSerializer,
+            "restore_version": NoInput,
             "rotate_secret": NoInput,
         }.get(self.action, AutomationRuleSerializer)
 
@@ -205,17 +216,52 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         return ok({"log": AutomationLogSerializer.for_logs(log).data}, "Log retrieved")
 
     @extend_schema(
-        request=None,
+        request=ReplaySerializer,
         parameters=[OpenApiParameter("log_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
         responses={202: OneLog, 409: CONFLICT},
     )
     @action(detail=True, methods=["post"], url_path=rf"logs/(?P<log_id>{UUID_RE})/retry")
     def retry_log(self, request, *args, log_id=None, **kwargs):
-        """Queue a failed (or skipped) run again with its stored event; the webhook-id stays the same."""
+        """Run a failed (or skipped) run again from the step that failed (the steps before are not run
+        again), or a finished run from ``from_step``. Webhook-ids stay the same; the replay is logged with
+        who asked for it."""
+        rule = self.get_object()
+        params = validated_input(ReplaySerializer, request.data)
+        log = selectors.run_of_rule(rule, log_id)
+        log.automation = rule
+        log = services.log_retry(log=log, from_step=params.get("from_step"), actor=request.user)
+        return ok({"log": AutomationLogSerializer.for_logs(log).data}, "Run queued for retry", status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=BulkReplaySerializer, responses={202: Retried, 409: CONFLICT})
+    @action(detail=True, methods=["post"], url_path="logs/retry")
+    def retry_logs(self, request, *args, **kwargs):
+        """Replay up to 5,000 of the rule's runs with ``status`` (error or skipped), created between
+        ``since`` and ``until`` when given, each from the step that failed (``data.retried``: how many)."""
+        rule = self.get_object()
+        params = validated_input(BulkReplaySerializer, request.data)
+        retried = services.logs_retry(rule=rule, actor=request.user, **params)
+        return ok({"retried": retried}, f"Queued {counted(retried, 'run')} for retry", status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: VersionList})
+    @action(detail=True, methods=["get"], url_path="versions")
+    def versions(self, request, *args, **kwargs):
+        """Every version of the rule, newest first: who made it, when, which fields changed, the rule."""
+        versions = selectors.rule_versions(self.get_object())
+        data = RuleVersionSerializer(versions, many=True).data
+        return ok({"versions": data, "total": len(data)}, f"Retrieved {counted(len(data), 'version')}")
+
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.PATH)],
+        responses={200: OneRule},
+    )
+    @action(detail=True, methods=["post"], url_path=r"versions/(?P<version>[0-9]+)/restore")
+    def restore_version(self, request, *args, version=None, **kwargs):
+        """Make a new version with the content of version ``n`` (runs already made or waiting keep theirs)."""
         rule = self.get_object()
         validated_input(NoInput, request.data)
-        log = services.log_retry(log=selectors.run_of_rule(rule, log_id))
-        return ok({"log": AutomationLogSerializer.for_logs(log).data}, "Run queued for retry", status.HTTP_202_ACCEPTED)
+        rule = services.rule_restore(rule=rule, version=int(version), actor=request.user)
+        return ok({"automation": self._rule_data(rule)}, f"Version {version} restored as version {rule.version}")
 
     @extend_schema(request=None, responses={200: OneRule})
     @action(detail=True, methods=["post"], url_path="rotate-secret")

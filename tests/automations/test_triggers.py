@@ -110,9 +110,16 @@ def test_lifecycle_triggers(entity, name, event_type, expected):
 
 
 def test_trigger_names_for_event_types():
-    assert set(trigger_names_for("updated")) == {"record_updated", "field_updated", "status_changed"}
-    assert trigger_names_for("created") == ["record_created"]
-    assert trigger_names_for("deleted") == ["record_deleted"]
+    # date_reached follows every change to move its due times; conditions_met judges creates and updates
+    assert set(trigger_names_for("updated")) == {
+        "record_updated",
+        "field_updated",
+        "status_changed",
+        "conditions_met",
+        "date_reached",
+    }
+    assert set(trigger_names_for("created")) == {"record_created", "conditions_met", "date_reached"}
+    assert set(trigger_names_for("deleted")) == {"record_deleted", "date_reached"}
 
 
 @pytest.mark.parametrize("trigger", list(trigger_types), ids=lambda t: t.name)
@@ -129,6 +136,9 @@ TEST_MATCH_CASES = {
     "record_deleted": ({}, {"name": "x"}, None, ""),
     "field_updated": ({"field_name": "name"}, {"name": "x"}, None, "assumes the field changed"),
     "status_changed": ({"to_status": "Qualified"}, {"status": "Qualified"}, {"status": "New"}, "current status"),
+    "conditions_met": ({}, {"name": "x"}, None, "conditions alone"),
+    "scheduled": ({"cron": "0 9 * * 1", "timezone": "Europe/Paris"}, {"name": "x"}, None, "each occurrence"),
+    "date_reached": ({"field": "due", "offset_seconds": 0}, {"due": "2030-01-01"}, {"name": "x"}, "Due at 2030"),
 }
 
 
@@ -139,6 +149,7 @@ def test_every_trigger_type_has_a_test_match_case():
 @pytest.mark.parametrize("name", sorted(TEST_MATCH_CASES))
 def test_test_match_judges_a_record_without_previous_data(entity, name):
     config, firing, quiet, note = TEST_MATCH_CASES[name]
+    entity.fields = [*entity.fields, {"name": "due", "type": "date", "required": False, "options": []}]
     trigger = trigger_types.get(name)
     matches, text = trigger.test_match(firing, config, entity=entity)
     assert matches is True and note in text
