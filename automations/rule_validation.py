@@ -130,9 +130,10 @@ def validate_rule_parts(
     single_action: bool = False,
 ) -> dict[str, Any]:
     """Validate trigger, conditions and steps through their registered types. Returns the cleaned parts
-    (``trigger_type``, ``trigger_config``, ``conditions``, ``steps``, and ``action_type`` / ``action_config`` mirroring the
-    first step) or raises ``RuleInvalid`` keyed as the API's fields are (``single_action``: the steps came
-    as ``action_type`` + ``action_config``, and the first step's errors are keyed so)."""
+    (``trigger_type``, ``trigger_config``, ``conditions``, ``steps``, and ``action_type`` /
+    ``action_config`` mirroring the first step) or raises ``RuleInvalid`` keyed as the API's fields are
+    (``single_action``: the steps came as ``action_type`` + ``action_config``, and the first step's errors
+    are keyed so)."""
     errors: dict[str, list[str]] = {}
     cleaned: dict[str, Any] = {}
     trigger = trigger_types.get(trigger_type) if trigger_type in trigger_types else None
