@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,14 @@ class RunContext:
     @property
     def record_id(self) -> str | None:
         return self.record.get("id")
+
+    @property
+    def step_run_id(self):
+        """An id for this step of this run (the run's own id for the first step): what an action that must
+        not do its work twice (create_task) remembers it did, across retries and crashes."""
+        if self.log is None:
+            return None
+        return self.log.id if self.step_index == 0 else uuid.uuid5(self.log.id, f"step-{self.step_index}")
 
     @property
     def delivery_id(self) -> str:

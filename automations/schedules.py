@@ -132,11 +132,14 @@ def rule_changed(rule: AutomationRule) -> None:
 
 
 def record_changed(rule: AutomationRule, event, now: dt.datetime) -> None:
-    """``date_reached``: a record was written or deleted: move, add or drop its due time."""
-    if event.event_type == EventType.DELETED:
+    """``date_reached``: a record was written or deleted: move, add or drop its due time. The due time is
+    computed from the record as it is now, not from the event's copy: events of one batch may be matched
+    in another order than they were written, and the last write must win."""
+    data = Record.objects.filter(pk=event.record_id).values_list("data", flat=True).first()
+    if event.event_type == EventType.DELETED or data is None:
         DueTime.objects.filter(rule=rule, record_id=event.record_id).delete()
         return
-    due = due_time(rule.trigger_config or {}, (event.record or {}).get("data") or {}, rule.entity)
+    due = due_time(rule.trigger_config or {}, data or {}, rule.entity)
     if due is None or due <= now:
         DueTime.objects.filter(rule=rule, record_id=event.record_id).delete()
         return

@@ -94,7 +94,7 @@ class CreateTask(ActionType):
         }
 
     def execute(self, ctx: RunContext) -> dict[str, Any]:
-        run_id = ctx.log.id if ctx.log is not None else None
+        run_id = ctx.step_run_id
         with transaction.atomic():
             if run_id is not None:
                 existing = Task.objects.filter(created_by_run_id=run_id).select_related("assignee").first()

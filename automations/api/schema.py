@@ -7,10 +7,18 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.plumbing import ResolvedComponent
 
-from ..action_types import action_types
+from ..step_types import step_type, step_type_names
 from ..trigger_types import trigger_types
 
-KINDS = (("trigger", trigger_types, "Trigger"), ("action", action_types, "Action"))
+
+class _StepKinds:
+    """The step types (action types + delay) iterated like a registry."""
+
+    def __iter__(self):
+        return iter([step_type(name) for name in step_type_names()])
+
+
+KINDS = (("trigger", trigger_types, "Trigger"), ("action", _StepKinds(), "Action"))
 _config_classes: dict[tuple[str, str], type] = {}
 
 
@@ -89,6 +97,35 @@ class AutomationRuleSerializerExtension(OpenApiSerializerExtension):
                     },
                 }
             )
+        base["properties"]["steps"] = self._steps_schema(auto_schema, direction)
         if not base.get("required"):
             base.pop("required", None)
         return base if partial else {"allOf": parts}
+
+    @staticmethod
+    def _steps_schema(auto_schema, direction) -> dict:
+        """``steps``: an array of step objects, one component per step type (``oneOf`` on ``type``)."""
+        variants = {}
+        for kind in _StepKinds():
+            cls = _config_class("step", kind)
+            config_ref = _config_ref(auto_schema, "step", kind, direction) if cls else None
+            name = f"{_camel(kind.name)}Step" + ("Request" if direction == "request" else "")
+            variants[kind.name] = _register(
+                auto_schema,
+                name,
+                {
+                    "type": "object",
+                    "required": ["type", "config"] if direction == "response" else ["type"],
+                    "properties": {"type": {"type": "string", "enum": [kind.name]}, "config": config_ref},
+                },
+            )
+        return {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 20,
+            "description": "What the rule does, in order (1 to 20 steps); steps[0] is action_type/action_config.",
+            "items": {
+                "oneOf": list(variants.values()),
+                "discriminator": {"propertyName": "type", "mapping": {n: r["$ref"] for n, r in variants.items()}},
+            },
+        }
