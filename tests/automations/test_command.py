@@ -218,3 +218,28 @@ def test_json_errors_from_the_shell(args, code, error):
     assert proc.returncode == code, proc.stderr
     payload = json.loads(proc.stdout)
     assert payload["ok"] is False and error in payload["error"]
+
+
+def test_a_rule_with_steps_is_previewed_and_run_step_by_step(entity):
+    rule = services.rule_create(
+        workspace=entity.workspace,
+        entity=entity,
+        name="Onboarding",
+        trigger_type="record_created",
+        steps=[
+            {"type": "update_field", "config": {"field_name": "company", "new_value": "ACME"}},
+            {"type": "create_task", "config": {"title": "Call {{ name }} at {{ company }}"}},
+            {"type": "delay", "config": {"seconds": 60}},
+            {"type": "create_task", "config": {"title": "Again"}},
+        ],
+    )
+    record = RecordFactory(entity=entity, data={"name": "Ada"})
+    preview = run(rule.pk, "--record", record.pk, "--dry-run")
+    assert "and then create_task" in preview and "Step 3: delay" in preview and "resume_at" in preview
+    assert "Call Ada at ACME" in preview and not Task.objects.exists()
+    done = run(rule.pk, "--record", record.pk)
+    assert "Step 1: update_field, success" in done and "Step 2: create_task, success" in done
+    assert "Step 3: delay, waiting" in done and "waits on a delay" in done
+    assert Task.objects.get().title == "Call Ada at ACME"
+    payload = json.loads(run(rule.pk, "--record", record.pk, "--dry-run", "--json"))
+    assert [step["type"] for step in payload["steps"]] == ["update_field", "create_task", "delay", "create_task"]

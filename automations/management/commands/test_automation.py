@@ -109,18 +109,32 @@ class Command(BaseCommand):
         state = "active" if rule.is_active else "inactive"
         out(self.style.MIGRATE_HEADING(f'Automation "{rule.name}" ({rule.pk}), {state}'))
         out(f"  when {rule.trigger_type} {json.dumps(rule.trigger_config or {})} on {rule.entity.name}")
-        out(f"  then {rule.action_type}")
+        steps = rule.step_list
+        for index, step in enumerate(steps):
+            out(f"  {'then' if index == 0 else 'and then'} {step['type']} {json.dumps(step.get('config') or {})}")
         out(f"Record {record.pk}: {json.dumps(record.data, ensure_ascii=False, cls=DjangoJSONEncoder)}")
         note = f" ({result['trigger_note']})" if result.get("trigger_note") else ""
         out(f"Trigger:    {self._yes_no(result.get('trigger_matches'))}{note}")
         conditions = "no conditions" if not rule.conditions else self._yes_no(result.get("conditions_match"))
         out(f"Conditions: {conditions}")
+        if result.get("next_occurrences") is not None:
+            out(f"Next:       {', '.join(result['next_occurrences']) or 'never (no due time)'}")
         if result["dry_run"]:
-            out(self.style.MIGRATE_HEADING("Dry run: nothing was sent, written or logged. The action would:"))
-            self._print_fields(result.get("preview") or {})
+            out(self.style.MIGRATE_HEADING("Dry run: nothing was sent, written or logged. The steps would:"))
+            for step in result.get("steps") or []:
+                out(
+                    f"Step {step['index'] + 1}: {step['type']}"
+                    + (f"  (would fail: {step['error']})" if step["error"] else "")
+                )
+                self._print_fields(step.get("preview") or {})
         else:
-            out(self.style.MIGRATE_HEADING(f"Ran the action (test run logged as {result.get('log_id')}):"))
-            self._print_fields(result.get("result") or {})
+            out(self.style.MIGRATE_HEADING(f"Ran the rule (test run logged as {result.get('log_id')}):"))
+            for step in result.get("steps") or []:
+                error = f": {step['error']}" if step.get("error") else ""
+                out(f"Step {step['index'] + 1}: {step['type']}, {step['status']}{error}")
+                self._print_fields(step.get("result") or {})
+            if result.get("status") == "pending":
+                out("  (the run now waits on a delay; a worker resumes it when it is due)")
             if result.get("duration_ms") is not None:
                 out(f"  duration: {result['duration_ms']} ms")
         if result["success"]:
