@@ -206,6 +206,7 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         )
 
     @extend_schema(
+        operation_id="workspaces_automations_log_retrieve",
         parameters=[OpenApiParameter("log_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
         responses={200: OneLog},
     )
@@ -232,7 +233,11 @@ class AutomationRuleViewSet(WorkspaceScopedViewSet):
         log = services.log_retry(log=log, from_step=params.get("from_step"), actor=request.user)
         return ok({"log": AutomationLogSerializer.for_logs(log).data}, "Run queued for retry", status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=BulkReplaySerializer, responses={202: Retried, 409: CONFLICT})
+    @extend_schema(
+        operation_id="workspaces_automations_logs_retry_bulk",
+        request=BulkReplaySerializer,
+        responses={202: Retried, 409: CONFLICT},
+    )
     @action(detail=True, methods=["post"], url_path="logs/retry")
     def retry_logs(self, request, *args, **kwargs):
         """Replay up to 5,000 of the rule's runs with ``status`` (error or skipped), created between

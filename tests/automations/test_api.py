@@ -873,7 +873,8 @@ def test_openapi_documents_one_schema_per_trigger_and_action_type(client):
     discriminated = {part["discriminator"]["propertyName"]: part for part in rule_schema if "discriminator" in part}
     assert set(discriminated) == {"trigger_type", "action_type"}
     assert set(discriminated["trigger_type"]["discriminator"]["mapping"]) == set(trigger_types.names())
-    assert set(discriminated["action_type"]["discriminator"]["mapping"]) == set(action_types.names())
+    # action_type / action_config are the first step: an action type or a delay
+    assert set(discriminated["action_type"]["discriminator"]["mapping"]) == {*action_types.names(), "delay"}
     assert components["SendEmailActionConfigRequest"]["required"] == ["body", "subject"]
     assert "url" in components["CallWebhookActionConfigRequest"]["properties"]
     assert components["StatusChangedTriggerConfig"]["required"] == ["to_status"]
