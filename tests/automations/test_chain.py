@@ -9,7 +9,7 @@ from automations import services
 from automations.models import AutomationLog, RunStatus
 from records import services as record_services
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # the real worker loop commits
 
 
 @pytest.fixture
