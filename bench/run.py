@@ -5,7 +5,7 @@ Measures what issue 6 lists, on this machine, and prints one JSON summary (also 
 
 1. ``write_path``: records created per second through the API (gunicorn, 2 sync workers, 16 concurrent
    clients, token auth) with 0 and with 20 active matching rules; p50/p99 latency; the ratio. No
-   automation worker runs during this phase: it measures the write path alone (event + task insert).
+   automation worker runs during this phase: it measures the write path alone (record + one event row).
 2. ``end_to_end``: records created through the API at concurrency 16 with one ``call_webhook`` rule to a
    local receiver, delivered by ``automations_worker`` processes running beside gunicorn: every webhook
    delivered once, throughput (first request to last delivery) and delivery latency (API response to
@@ -32,6 +32,7 @@ import os
 import platform
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -72,6 +73,8 @@ QUICK = {
     "memory_total": 1000,
 }
 CONCURRENCY = 16
+# The ports the bench may listen on (receiver, gunicorn), on 127.0.0.1 only.
+PORT_RANGE = (8400, 8499)
 TARGETS = {
     "write_ratio_20_vs_0_rules": (">=", 0.8),
     "e2e_all_delivered_once": ("==", True),
@@ -231,7 +234,7 @@ def record_payload(i: int) -> dict:
 
 
 def create_records_in_one_transaction(entity, count: int, actor) -> None:
-    """``count`` records through the service (one event + one task each, as the API does), committed
+    """``count`` records through the service (one event row each, as the API does), committed
     together so the whole backlog becomes visible to the workers at once."""
     from django.db import transaction
 
@@ -265,34 +268,41 @@ class Processes:
         return proc
 
     def receiver(self) -> tuple[subprocess.Popen, int]:
-        proc = self._start([sys.executable, str(ROOT / "bench" / "receiver.py")])
+        proc = self._start([sys.executable, str(ROOT / "bench" / "receiver.py"), f"{PORT_RANGE[0]}-{PORT_RANGE[1]}"])
         line = proc.stdout.readline().strip()
         if not line.startswith("PORT "):
             raise RuntimeError(f"receiver did not start: {line!r}")
         return proc, int(line.split()[1])
 
-    def gunicorn(self, port: int, workers: int = 2) -> subprocess.Popen:
-        proc = self._start(
-            [
-                str(BIN / "gunicorn"),
-                "config.wsgi:application",
-                "--workers",
-                str(workers),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "warning",
-            ]
-        )
+    def gunicorn(self, workers: int = 2) -> tuple[subprocess.Popen, int]:
+        """gunicorn on a free port of ``PORT_RANGE`` (another one if that port got taken meanwhile)."""
+        for _ in range(5):
+            port = free_port()
+            proc = self._start(
+                [
+                    str(BIN / "gunicorn"),
+                    "config.wsgi:application",
+                    "--workers",
+                    str(workers),
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--log-level",
+                    "warning",
+                ]
+            )
 
-        def up():
-            with contextlib.suppress(OSError):
-                status, _ = http_request("127.0.0.1", port, "GET", "/api/v1/")
-                return status in (200, 401, 403)
-            return False
+            def up(proc=proc, port=port):
+                if proc.poll() is not None:
+                    return "exited"
+                with contextlib.suppress(OSError):
+                    status, _ = http_request("127.0.0.1", port, "GET", "/api/v1/")
+                    return status in (200, 401, 403)
+                return False
 
-        wait_for(up, timeout=30, what="gunicorn")
-        return proc
+            if wait_for(up, timeout=30, what="gunicorn") is True:
+                return proc, port
+            self.stop([proc])
+        raise RuntimeError("gunicorn did not start")
 
     def workers(self, count: int, **env: str) -> list[subprocess.Popen]:
         return [
@@ -321,6 +331,20 @@ class Processes:
         self.stop(list(self.procs), timeout=10)
 
 
+def free_port() -> int:
+    """A port of ``PORT_RANGE`` nothing listens on right now (in random order)."""
+    ports = list(range(PORT_RANGE[0], PORT_RANGE[1] + 1))
+    random.shuffle(ports)
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]}")
+
+
 def http_request(host: str, port: int, method: str, path: str, body: bytes | None = None, headers=None):
     conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
@@ -336,13 +360,17 @@ class Receiver:
         self.port = port
         self.url = f"http://127.0.0.1:{port}/hook"
 
-    def _call(self, method: str, path: str):
-        status, body = http_request("127.0.0.1", self.port, method, path, body=b"" if method == "POST" else None)
+    def _call(self, method: str, path: str, body: bytes = b""):
+        status, body = http_request("127.0.0.1", self.port, method, path, body=body if method == "POST" else None)
         assert status == 200, (path, status)
         return json.loads(body)
 
     def reset(self) -> None:
         self._call("POST", "/_reset")
+
+    def delay(self, ms: float) -> None:
+        """Every webhook waits ``ms`` before its answer (deliveries stay in flight; reset() clears it)."""
+        self._call("POST", "/_delay", str(ms).encode())
 
     def keep_bodies(self) -> None:
         self._call("POST", "/_keep_bodies")
@@ -457,7 +485,7 @@ def bench_write_path(ctx) -> dict:
         events = cursor.fetchone()[0]
     out["events_written"] = events
     out["ratio"] = rnd(out["20_rules"]["records_per_s"] / out["0_rules"]["records_per_s"], 3)
-    out["note"] = "No automation worker runs in this phase: it measures the API write path (record + event + task)."
+    out["note"] = "No automation worker runs in this phase: it measures the API write path (record + one event row)."
     queue_tables_truncate()
     del procs
     return out
@@ -632,30 +660,35 @@ SELECT gen_random_uuid(), jsonb_build_object('name', 'Lead ' || g, 'status', 'Ne
 FROM workspaces_entity e CROSS JOIN generate_series(1, %(records_per_workspace)s) g;
 
 INSERT INTO automations_automationrule (id, name, description, trigger_type, trigger_config, conditions,
-    action_type, action_config, is_active, signing_secret, previous_signing_secret, consecutive_failures,
-    disabled_reason, created_at, updated_at, entity_id, workspace_id)
+    steps, action_type, action_config, version, is_active, signing_secret, previous_signing_secret,
+    consecutive_failures, disabled_reason, created_at, updated_at, entity_id, workspace_id)
 SELECT gen_random_uuid(), 'rule ' || g, '',
        (ARRAY['record_created', 'record_updated', 'field_updated', 'status_changed', 'record_deleted'])[1 + g %% 5],
        CASE g %% 5 WHEN 2 THEN '{"field_name": "name"}'::jsonb WHEN 3 THEN '{"to_status": "Won"}'::jsonb
             ELSE '{}'::jsonb END,
-       '{}'::jsonb, 'call_webhook', '{"url": "https://example.com/hook", "method": "POST"}'::jsonb,
+       '{}'::jsonb,
+       '[{"type": "call_webhook", "config": {"url": "https://example.com/hook", "method": "POST"}}]'::jsonb,
+       'call_webhook', '{"url": "https://example.com/hook", "method": "POST"}'::jsonb, 1,
        g %% 3 <> 0, 'whsec_' || md5(random()::text), '', 0, '', now() - g * interval '1 hour', now(), e.id,
        e.workspace_id
 FROM workspaces_entity e CROSS JOIN generate_series(1, %(rules_per_workspace)s) g;
 """
+# Bumped whenever the statements above or below change: a cached dataset of another version is rebuilt.
+SCALE_SQL_VERSION = 2
 
 # One hot rule holds a tenth of the logs (its first page must not sort them), the rest spread evenly.
 SCALE_LOGS_SQL = """
 INSERT INTO automations_automationlog (id, workspace_id, entity_id, record_id, record_snapshot, old_data,
     event_type, trigger_type, action_type, status, result, error, attempts, started_at, finished_at,
-    duration_ms, executed_at, is_test, chain, chain_depth, created_at, automation_id)
+    duration_ms, executed_at, is_test, chain, chain_depth, created_at, automation_id, worker_id, rule_version,
+    current_step, replays)
 SELECT gen_random_uuid(), r.workspace_id, r.entity_id, gen_random_uuid(),
        jsonb_build_object('id', g::text, 'data', jsonb_build_object('name', 'Lead ' || g, 'status', 'New')),
        NULL, 'created', r.trigger_type, 'call_webhook',
        CASE WHEN g %% 20 = 0 THEN 'error' ELSE 'success' END,
        '{"status_code": 200, "response": "{}", "duration_ms": 3}'::jsonb, '', 1,
        now() - g * interval '1 second', now() - g * interval '1 second', 3, now() - g * interval '1 second',
-       false, '[]'::jsonb, 0, now() - g * interval '1 second', r.id
+       false, '[]'::jsonb, 0, now() - g * interval '1 second', r.id, '', 1, 0, '[]'::jsonb
 FROM (SELECT * FROM automations_automationrule ORDER BY created_at, id LIMIT %(rules)s OFFSET %(offset)s) r
 CROSS JOIN generate_series(1, %(per_rule)s) g;
 """
@@ -669,6 +702,7 @@ def build_scale_dataset(sizes: dict) -> dict:
         k: sizes[k]
         for k in ("scale_workspaces", "scale_records_per_workspace", "scale_rules_per_workspace", "scale_logs")
     }
+    wanted["sql_version"] = SCALE_SQL_VERSION
     conn = connections["scale"]
     from django.core.management import call_command
 
@@ -886,7 +920,7 @@ def bench_memory(ctx) -> dict:
         add(first)
         if receiver.wait_count(first, timeout=120) < first:
             raise RuntimeError("the worker did not finish the first runs")
-        time.sleep(0.2)  # let it finish the last task's bookkeeping
+        time.sleep(0.2)  # let it finish the last batch's bookkeeping
         after_first = rss_mb(worker.pid)
         add(total - first)
         delivered = receiver.wait_count(total, timeout=max(180, total / 20))
@@ -1022,8 +1056,7 @@ def main() -> int:
             cursor.execute("SHOW server_version")
             summary["meta"]["postgresql"] = cursor.fetchone()[0]
         receiver_proc, receiver_port = procs.receiver()
-        api_port = 18000 + os.getpid() % 1000
-        gunicorn_proc = procs.gunicorn(api_port)
+        gunicorn_proc, api_port = procs.gunicorn()
         ctx = {
             "fixture": Fixture(),
             "sizes": sizes,
