@@ -107,7 +107,7 @@ QUICK = {
     "idle_seconds": 2.0,
     "tt_schedule_records": 2000,
     "tt_due_records": 300,
-    "tt_due_lead_seconds": 6.0,
+    "tt_due_lead_seconds": 8.0,
     "tt_idle_due_times": 20_000,
     "takeover_records": 200,
     "takeover_kill_after_seconds": 1.5,
@@ -1617,7 +1617,10 @@ def _tt_due_burst(ctx, workers: int) -> dict:
         due_at = (timezone.now() + dt.timedelta(seconds=lead)).replace(microsecond=0)
         insert_records_sql(entity, n, due_from=due_at, due_step_seconds=0)
         rule = date_reached_rule(fixture, entity, "due now")
-        wait_for(lambda: rebuilt(rule), timeout=lead, interval=0.1, what="the due times to be scheduled")
+        # Not done in time (a very busy machine): due times already past are not scheduled, by design; the
+        # shortfall shows in due_times_scheduled and all_ran_once.
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: rebuilt(rule), timeout=lead, interval=0.1, what="the due times to be scheduled")
         scheduled = DueTime.objects.filter(rule=rule).count()
         scheduled_ahead_s = (due_at - timezone.now()).total_seconds()
         with worker_meter(ctx, worker_procs) as meter:
