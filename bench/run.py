@@ -25,8 +25,9 @@ Measures what issue 6 lists, on this machine, and prints one JSON summary (also 
    VACUUM of the run log, to separate the runs from the dead row versions their burst left).
 8. ``time_triggers`` (issue 13): (a) a ``date_reached`` rule created on 100,000 records (inserted by SQL):
    time until a worker has scheduled every due time in the background; (b) 10,000 records due at the same
-   instant, a ``create_task`` step (no receiver): every run once, lag from due time to start p50/p99, with
-   1 and with 2 workers; (c) an idle worker with 1,000,000 future due times (inserted by SQL) vs none.
+   instant, a ``call_webhook`` step (``--tt-due-action create_task``: none to the receiver): every run once,
+   lag from due time to start p50/p99, with 1 and with 2 workers; (c) an idle worker with 1,000,000 future
+   due times (inserted by SQL) vs none.
 9. ``takeover`` (issue 17): 2,000 records through the API at concurrency 16, one webhook rule, two workers
    (default lease 120 s, dead after 15 s); ``kill -9`` of both a few seconds in, one started at once: time
    from the kill to the last held run delivered, p50/p99 over the held runs, worst delivery delay overall.
