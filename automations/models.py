@@ -199,6 +199,7 @@ class AutomationLog(models.Model):
                 name="log_open_due",
             ),
             models.Index(fields=["worker_id"], condition=Q(status="running"), name="log_running_worker"),
+            models.Index(fields=["lease_until"], condition=Q(status="running"), name="log_running_lease"),
             models.Index(fields=["record_id"], name="log_record"),
             models.Index(fields=["batch_id"], condition=Q(batch_id__isnull=False), name="log_batch"),
         ]

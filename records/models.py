@@ -23,7 +23,11 @@ class Record(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["entity", "-created_at"], name="record_entity_created")]
+        indexes = [
+            models.Index(fields=["entity", "-created_at"], name="record_entity_created"),
+            # Walking an entity's records a page at a time (time-based rules), by id.
+            models.Index(fields=["entity", "id"], name="record_entity_id"),
+        ]
 
     def __str__(self) -> str:
         label = (self.data or {}).get("name") or (self.data or {}).get("title")
@@ -83,7 +87,11 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["workspace", "status", "-created_at"], name="task_ws_status")]
+        indexes = [
+            models.Index(fields=["workspace", "status", "-created_at"], name="task_ws_status"),
+            # create_task finds the task a run's step already made (a retry after a crash makes no second one).
+            models.Index(fields=["created_by_run_id"], name="task_created_by_run"),
+        ]
 
     def __str__(self) -> str:
         return self.title
