@@ -269,13 +269,12 @@ def _execute_steps(log: AutomationLog, rule: AutomationRule, steps: list[dict]) 
             return _step_failed(log, rule, states, index, error, now, duration_ms)
         state.update(status="success", finished_at=_iso(now), result=result, error="")
         results[index] = result
+        record = step_type(step["type"]).record_after(record, result)  # e.g. the field update_field set
         index += 1
         if index < len(steps):
             # The step is done: record it before going on, so a crash never runs it again.
             if not finish(log, current_step=index, step_states=states, attempts=1, result=result):
                 return log
-            if steps[index].get("type") != delay.name:
-                record = _current_record(log, record)
             log.status = RunStatus.RUNNING
     now = timezone.now()
     duration_ms = int((time.monotonic() - started) * 1000)
@@ -373,7 +372,7 @@ def preview_steps(log: AutomationLog, rule: AutomationRule) -> list[dict]:
                     preview = kind.preview(ctx)
                 except ActionError as exc:
                     preview, error = exc.result, exc.message
-                record = kind.previewed_record(record, preview)
+                record = kind.record_after(record, preview)
         results.append(preview)
         out.append({"index": index, "type": step.get("type"), "preview": preview, "error": error})
     return out

@@ -49,8 +49,9 @@ class ActionType(ConfiguredType):
         """The stored result, readably, as safe HTML (the admin's run page); indented JSON by default."""
         return json_html(result)
 
-    def previewed_record(self, record: dict, preview: Any) -> dict:
-        """The record as the next steps of a dry run would see it after this one (unchanged by default)."""
+    def record_after(self, record: dict, result: Any) -> dict:
+        """The record as the next steps see it after this one ran (or was previewed) with ``result``:
+        unchanged by default; an action that changes the record says how."""
         return record
 
     def execute(self, ctx: RunContext) -> dict[str, Any]:

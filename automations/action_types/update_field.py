@@ -111,10 +111,10 @@ class UpdateField(ActionType):
                 record_update(record=record, data={field_name: new_value}, actor=None, merge=True)
         return {"field_name": field_name, "old_value": old_value, "new_value": new_value, "changed": changed}
 
-    def previewed_record(self, record: dict, preview: Any) -> dict:
-        if not isinstance(preview, dict) or not preview.get("changed"):
+    def record_after(self, record: dict, result: Any) -> dict:
+        if not isinstance(result, dict) or not result.get("changed"):
             return record
-        return {**record, "data": {**(record.get("data") or {}), preview["field_name"]: preview["new_value"]}}
+        return {**record, "data": {**(record.get("data") or {}), result["field_name"]: result["new_value"]}}
 
     def preview(self, ctx: RunContext) -> dict[str, Any]:
         _, field_name, old_value, new_value = self._plan(ctx, for_update=False)
