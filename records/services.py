@@ -1,6 +1,8 @@
 """The one place that writes records and tasks. Every write runs in a transaction; the automation
 engine hooks in through ``post_save``/``post_delete`` and ``records_bulk_created`` (records never
-imports automations)."""
+imports automations). Record create/update and task create validate first and then write without a
+savepoint when called inside a transaction (an automation's step): nothing in the write is expected to
+fail, and the two round trips a savepoint costs are a good part of an action's time."""
 
 from __future__ import annotations
 
@@ -30,18 +32,17 @@ def _clean(entity: Entity, data: Any, *, partial: bool = False) -> dict:
     return cleaned
 
 
-@transaction.atomic
 def record_create(*, entity: Entity, data: Any, actor=None) -> Record:
-    """Validate ``data`` against the entity's fields and insert the record."""
+    """Validate ``data`` against the entity's fields and insert the record (and its automation event)."""
     record = Record(
         workspace_id=entity.workspace_id, entity=entity, data=_clean(entity, data), created_by=actor, updated_by=actor
     )
     record.actor = actor
-    record.save(force_insert=True)
+    with transaction.atomic(savepoint=False):  # validated before: nothing in here is expected to fail
+        record.save(force_insert=True)
     return record
 
 
-@transaction.atomic
 def record_update(*, record: Record, data: Any, actor=None, merge: bool = True) -> Record:
     """PATCH (``merge=True``): given keys replace theirs. PUT (``merge=False``): ``data`` replaces all.
     A write that changes nothing saves nothing (and so fires nothing)."""
@@ -53,7 +54,8 @@ def record_update(*, record: Record, data: Any, actor=None, merge: bool = True) 
     record.data = new_data
     record.updated_by = actor
     record.actor = actor
-    record.save(update_fields=["data", "updated_by", "updated_at"])
+    with transaction.atomic(savepoint=False):
+        record.save(update_fields=["data", "updated_by", "updated_at"])
     return record
 
 
@@ -103,13 +105,13 @@ def record_bulk_create(*, entity: Entity, items: list, actor=None) -> list[Recor
 TASK_FIELDS = ("title", "description", "status", "assignee", "due_date", "record")
 
 
-@transaction.atomic
 def task_create(
     *, workspace, title: str, actor=None, created_by_rule_id=None, created_by_run_id=None, **fields
 ) -> Task:
-    """Create a task (``TASK_FIELDS``); created done, it is completed now."""
+    """Create a task (``TASK_FIELDS``; ``workspace`` may be given by its id); created done, it is
+    completed now."""
     task = Task(
-        workspace=workspace,
+        workspace_id=getattr(workspace, "pk", workspace),
         title=title,
         created_by=actor,
         created_by_rule_id=created_by_rule_id,
@@ -118,7 +120,8 @@ def task_create(
     )
     if task.status == Task.Status.DONE:
         task.completed_at = timezone.now()
-    task.save(force_insert=True)
+    with transaction.atomic(savepoint=False):
+        task.save(force_insert=True)
     return task
 
 

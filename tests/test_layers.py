@@ -14,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("automations", "records", "workspaces", "config")
+
+
 # Moving out of workspaces on another branch (the demo data belongs to the tour, not to workspaces);
 # drop this exception once it has moved.
 def python_files(package: str) -> list[Path]:

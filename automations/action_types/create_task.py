@@ -97,13 +97,14 @@ class CreateTask(ActionType):
         run_id = ctx.step_run_id
         with transaction.atomic():
             if run_id is not None:
-                existing = Task.objects.filter(created_by_run_id=run_id).select_related("assignee").first()
-                if existing is not None:  # this run already created its task (a retry after a crash)
+                made = Task.objects.filter(created_by_run_id=run_id).select_related("assignee")[:1]
+                existing = next(iter(made), None)
+                if existing is not None:  # this step of this run already created its task (a retry after a crash)
                     return self._result(existing)
             fields = self.build(ctx)
-            record = Record.objects.filter(pk=ctx.record_id).first() if ctx.record_id else None
+            record = Record.objects.filter(pk=ctx.record_id).only("id").first() if ctx.record_id else None
             task = task_create(
-                workspace=ctx.rule.workspace,
+                workspace=ctx.rule.workspace_id,
                 title=fields["title"],
                 description=fields["description"],
                 due_date=fields["due_date"],

@@ -84,15 +84,16 @@ class UpdateField(ActionType):
         config = ctx.config or {}
         field_name = config.get("field_name", "")
         record_id = ctx.record_id
-        queryset = Record.objects.select_related("entity")
+        queryset = Record.objects.filter(pk=record_id).order_by()
         if for_update:
-            queryset = queryset.select_for_update(of=("self",))
-        record = queryset.filter(pk=record_id).first() if record_id else None
+            queryset = queryset.select_for_update()
+        record = next(iter(queryset[:1]), None) if record_id else None
         if record is None:
             raise PermanentActionError(f"The record {record_id} no longer exists; nothing to update.")
-        spec = _field_spec(record.entity, field_name)
+        record.entity = ctx.entity  # the rule's entity, already loaded (a record never changes entity)
+        spec = _field_spec(ctx.entity, field_name)
         if spec is None:
-            raise PermanentActionError(f"The field '{field_name}' no longer exists on {record.entity.name}.")
+            raise PermanentActionError(f"The field '{field_name}' no longer exists on {ctx.entity.name}.")
         raw = config.get("new_value")
         if isinstance(raw, str):
             raw = render(raw, ctx.template_variables(), mode="text")
