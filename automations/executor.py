@@ -9,7 +9,7 @@ import time
 
 from django.utils import timezone
 
-from . import health
+from . import health, telemetry
 from .action_types import action_types
 from .causation import RunCause, running
 from .context import RunContext
@@ -41,6 +41,7 @@ def context_for(log: AutomationLog, rule: AutomationRule, *, dry_run: bool = Fal
 
 def _report(log: AutomationLog, rule: AutomationRule, status: str, duration_ms: int, error: str = "") -> None:
     """One line per finished (or rescheduled) run, for operators watching the worker."""
+    telemetry.record_run(log, rule, status, duration_ms, error)
     if logger.isEnabledFor(logging.INFO):
         logger.info(
             "run %s: %s | rule %r | record %s | attempt %d | %d ms%s",

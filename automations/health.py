@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from workspaces.models import Membership, Role
 
+from . import telemetry
 from .exceptions import ActionError
 from .models import AutomationRule
 
@@ -53,6 +54,7 @@ def disable(*, rule: AutomationRule, reason: str) -> bool:
     if not changed:
         return False
     logger.warning("rule %s (%s) turned off: %s", rule.pk, rule.name, reason)
+    telemetry.record_auto_disable(rule)
     _email_admins(rule, reason)
     return True
 

@@ -27,6 +27,8 @@ api_v1 = [
     path("redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="redoc"),
 ]
 
+# /health/live, /health/ready and /metrics are answered by config.middleware.OperationsEndpointsMiddleware
+# (before host checks and HTTPS redirects: probes come by IP address over plain HTTP).
 urlpatterns = [
     path("", landing_page, name="landing"),
     path("admin/", admin.site.urls),
