@@ -87,3 +87,19 @@ def logging_config(*, log_format: str, level: str, automations_level: str) -> di
             "automations": {"handlers": ["console"], "level": automations_level, "propagate": False},
         },
     }
+
+
+def gunicorn_logconfig(log_format: str) -> dict:
+    """gunicorn's own logger (worker boots, timeouts) in the same format as the application's lines."""
+    log_format = log_format.strip().lower()
+    if log_format not in FORMATS:
+        raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {log_format!r}")
+    config = logging_config(log_format=log_format, level="INFO", automations_level="INFO")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": config["formatters"],
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": log_format}},
+        "root": {"handlers": ["console"], "level": "WARNING"},
+        "loggers": {"gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    }
