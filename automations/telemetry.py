@@ -35,8 +35,16 @@ logger = logging.getLogger("automations")
 run_logger = structlog.get_logger("automations.runs")
 
 if settings.PROMETHEUS_MULTIPROC_DIR:
-    # prometheus-client opens its files there on first use; a missing directory would fail every run.
-    Path(settings.PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    # prometheus-client opens its files there on first use. A directory that cannot be made (a command run
+    # by another user, before the services created it) must not stop the process: its samples are lost.
+    try:
+        Path(settings.PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        logger.warning(
+            "PROMETHEUS_MULTIPROC_DIR %s is not usable (%s); metrics of this process are lost",
+            settings.PROMETHEUS_MULTIPROC_DIR,
+            exc,
+        )
 
 # Metric objects live in this registry (not prometheus-client's global one, which adds process metrics
 # that are meaningless in multi-process mode); /metrics builds its own registry per scrape.
@@ -69,9 +77,12 @@ LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400),
     registry=_registry,
 )
+# Every series has labels: prometheus-client opens its file for a labelled series on first use, never at
+# import, so a broken PROMETHEUS_MULTIPROC_DIR cannot stop a process from starting.
 AUTO_DISABLED = Counter(
     "automations_rules_auto_disabled",
-    "Rules the engine turned off (too many failures in a row, or a receiver answering 410 Gone).",
+    "Rules the engine turned off (too many failures in a row, or a receiver answering 410 Gone), by action type.",
+    ["action_type"],
     registry=_registry,
 )
 
@@ -143,7 +154,7 @@ def record_run(log: AutomationLog, rule: AutomationRule, status: str, duration_m
 def record_auto_disable(rule: AutomationRule) -> None:
     """The engine turned ``rule`` off."""
     try:
-        AUTO_DISABLED.inc()
+        AUTO_DISABLED.labels(rule.action_type).inc()
     except Exception:
         _telemetry_failed("an auto-disable")
 

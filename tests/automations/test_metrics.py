@@ -129,13 +129,13 @@ def test_auto_disables_are_counted(entity, make_rule, scripted, scrape, settings
     settings.AUTOMATIONS_MAX_CONSECUTIVE_FAILURES = 2
     scripted.outcomes = [PermanentActionError("HTTP 400")] * 2
     rule = make_rule()
-    before = value(scrape(), "automations_rules_auto_disabled_total")
+    before = value(scrape(), "automations_rules_auto_disabled_total", action_type="scripted")
     for name in ("a", "b"):
         services.record_create(entity=entity, data={"name": name})
         tasks.handle_events()
     rule.refresh_from_db()
     assert not rule.is_active
-    assert value(scrape(), "automations_rules_auto_disabled_total") - before == 1
+    assert value(scrape(), "automations_rules_auto_disabled_total", action_type="scripted") - before == 1
 
 
 def test_queue_and_workers_are_counted_at_scrape_time(entity, make_rule, scripted, scrape):
@@ -156,6 +156,50 @@ def test_queue_and_workers_are_counted_at_scrape_time(entity, make_rule, scripte
     beat = value(samples, "automations_worker_last_heartbeat_timestamp_seconds", worker="w-alive", hostname="node-1")
     assert beat == pytest.approx(now.timestamp(), abs=1)
     assert value(samples, "automations_worker_last_heartbeat_timestamp_seconds", worker="w-silent", hostname="node-2")
+
+
+def test_a_broken_metrics_directory_never_stops_a_process():
+    """A directory that cannot be made (here: under a file) costs the process its samples, nothing else."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import django; django.setup()\n"
+        "from automations import telemetry\n"
+        "telemetry.DURATION  # imported fine\n"
+        "print('started')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PROMETHEUS_MULTIPROC_DIR": __file__ + "/metrics",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "started" in done.stdout and "PROMETHEUS_MULTIPROC_DIR" in done.stderr and "not usable" in done.stderr
+
+
+def test_observing_into_a_broken_directory_is_swallowed(entity, make_rule, scripted, monkeypatch):
+    from automations import telemetry
+
+    def broken(*args, **kwargs):
+        raise NotADirectoryError("metrics directory gone")
+
+    monkeypatch.setattr(telemetry.DURATION, "labels", broken)
+    monkeypatch.setattr(telemetry, "_failed_once", False)
+    make_rule()
+    services.record_create(entity=entity, data={"name": "Ada"})
+    tasks.handle_events()
+    assert AutomationLog.objects.get().status == RunStatus.SUCCESS  # the run is unaffected
+    assert telemetry._failed_once
 
 
 def test_a_scrape_while_the_database_fails_says_so(client, settings, db, monkeypatch):
