@@ -74,6 +74,9 @@ def test_every_response_has_a_request_id(client, db):
     assert len(first["X-Request-ID"]) == 32 and first["X-Request-ID"] != second["X-Request-ID"]
 
 
+# The in-process worker closes its connection between batches (close_old_connections), which a
+# test transaction does not survive on PostgreSQL: these tests commit for real.
+@pytest.mark.django_db(transaction=True)
 def test_json_run_lines_carry_the_run_rule_and_workspace(entity, make_rule, scripted, worker, log_lines):
     read = log_lines("json")
     rule = make_rule(name="Welcome")
@@ -98,6 +101,9 @@ def test_json_run_lines_carry_the_run_rule_and_workspace(entity, make_rule, scri
     assert not [r for r in records if str(r["event"]).startswith("run ")]
 
 
+# The in-process worker closes its connection between batches (close_old_connections), which a
+# test transaction does not survive on PostgreSQL: these tests commit for real.
+@pytest.mark.django_db(transaction=True)
 def test_text_is_the_readable_default(entity, make_rule, scripted, worker, log_lines):
     read = log_lines("text")
     make_rule(name="Welcome")
