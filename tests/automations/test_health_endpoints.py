@@ -82,7 +82,10 @@ def test_only_reads_are_allowed(client, db):
     assert client.head("/health/live").status_code == 200
 
 
-def test_ready_is_503_while_the_database_fails(client, db, monkeypatch):
+# transaction=True: the failed check closes its connection (a fresh one next time), which a test
+# transaction does not survive on PostgreSQL.
+@pytest.mark.django_db(transaction=True)
+def test_ready_is_503_while_the_database_fails(client, monkeypatch):
     def unreachable(self, *args, **kwargs):
         raise OperationalError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
 
