@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from records.models import Record
 
-from . import health, ledger, versions
+from . import health, ledger, telemetry, versions
 from .causation import RunCause, running
 from .context import RunContext
 from .exceptions import ActionError
@@ -64,6 +64,7 @@ def context_for(
 
 def _report(log: AutomationLog, rule: AutomationRule, status: str, duration_ms: int, error: str = "") -> None:
     """One line per finished (or rescheduled) run, for operators watching the worker."""
+    telemetry.record_run(log, rule, status, duration_ms, error)
     if logger.isEnabledFor(logging.INFO):
         logger.info(
             "run %s: %s | rule %r | record %s | attempt %d | %d ms%s",
@@ -248,7 +249,9 @@ def _execute_steps(log: AutomationLog, rule: AutomationRule, steps: list[dict]) 
                     duration_ms=int((time.monotonic() - started) * 1000),
                     result={"waiting_until": _iso(resume), "step": index},
                 )
-                _report(log, rule, f"waiting until {_iso(resume)} (step {index})", log.duration_ms)
+                _report(
+                    log, rule, RunStatus.PENDING, log.duration_ms, f"waiting until {_iso(resume)} (step {index + 1})"
+                )
                 return log
             state.update(status="success", started_at=state["started_at"] or _iso(now), finished_at=_iso(now))
             state["result"] = {"resume_at": _iso(resume)}

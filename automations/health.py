@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from workspaces.selectors import manager_emails
 
+from . import telemetry
 from .exceptions import ActionError
 from .ledger import cancel_waiting
 from .models import AutomationRule
@@ -55,6 +56,7 @@ def disable(*, rule: AutomationRule, reason: str) -> bool:
         return False
     cancel_waiting(rule, f"Cancelled: the rule was turned off. {reason}")
     logger.warning("rule %s (%s) turned off: %s", rule.pk, rule.name, reason)
+    telemetry.record_auto_disable(rule)
     _email_admins(rule, reason)
     return True
 

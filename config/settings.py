@@ -1,10 +1,13 @@
 """Settings, read once from the environment (see README "Configuration")."""
 
+import logging
 import os
 from pathlib import Path
 
 import dj_database_url
 from dotenv import load_dotenv
+
+from config.logs import configure_structlog, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -42,7 +45,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY") or "dev-insecure-secret-key-change-me-in-production-0123456789"
+# The development default starts with "django-insecure-" so that `manage.py check --deploy` flags a
+# production left on it (security.W009).
+SECRET_KEY = os.environ.get("SECRET_KEY") or "django-insecure-dev-key-change-me-in-production-0123456789"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -59,12 +64,17 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "anymail",
+    "django_structlog",
     "workspaces",
     "records",
     "automations",
 ]
 
 MIDDLEWARE = [
+    # /health/live, /health/ready and /metrics, answered before host checks, HTTPS redirects and request
+    # logging: probes come by IP address over plain HTTP every few seconds.
+    "config.middleware.OperationsEndpointsMiddleware",
+    "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -72,6 +82,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",
+    "config.middleware.LogContextMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -294,11 +306,43 @@ AUTOMATIONS_SCHEDULE_CATCHUP_SECONDS = env_int("AUTOMATIONS_SCHEDULE_CATCHUP_SEC
 AUTOMATIONS_WORKER_HEARTBEAT_SECONDS = env_float("AUTOMATIONS_WORKER_HEARTBEAT_SECONDS", 3.0)
 AUTOMATIONS_WORKER_DEAD_AFTER_SECONDS = env_float("AUTOMATIONS_WORKER_DEAD_AFTER_SECONDS", 15.0)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {
-        "automations": {"handlers": ["console"], "level": os.environ.get("AUTOMATIONS_LOG_LEVEL", "INFO")},
-    },
-}
+# Logs (README "Operations"): readable text by default, one JSON object per line with LOG_FORMAT=json,
+# carrying the request id (also sent back as X-Request-ID), workspace, rule and run ids where they apply.
+LOG_FORMAT = (os.environ.get("LOG_FORMAT") or "text").strip().lower()
+LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").upper()
+configure_structlog()
+LOGGING = logging_config(
+    log_format=LOG_FORMAT, level=LOG_LEVEL, automations_level=os.environ.get("AUTOMATIONS_LOG_LEVEL", "INFO").upper()
+)
+# The request id comes from config.middleware.RequestIdMiddleware (an incoming X-Request-ID when it looks
+# sane, else a new one), read by django-structlog from the request's header.
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True  # already checked (or made) by RequestIdMiddleware
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG  # one line per request (request_finished), not two
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False  # the proxy's access log has addresses; ours need not
+
+# Prometheus metrics at /metrics, only with METRICS_TOKEN (sent as "Authorization: Bearer <token>").
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# prometheus-client reads PROMETHEUS_MULTIPROC_DIR itself: set, every process (gunicorn workers, engine
+# workers) writes its samples there and /metrics adds them up. An empty value would make it write into
+# the working directory, so it counts as unset.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR", None) == "":
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+# Finished run logs (success, error, skipped) older than this many days are deleted by the workers, in
+# small batches; 0 keeps them forever. Runs still pending, running or retrying are never deleted.
+AUTOMATIONS_LOG_RETENTION_DAYS = env_int("AUTOMATIONS_LOG_RETENTION_DAYS", 90)
+
+# HTTPS (README "Deploying"): off by default so `make run` and the tests work over plain HTTP; production
+# turns them on (`manage.py check --deploy` lists what is missing). /health/* and /metrics are never
+# redirected (config.middleware answers them first: probes come over plain HTTP inside the network).
+# SECURE_PROXY_SSL_HEADER names the header a TLS-terminating proxy sets, e.g. X-Forwarded-Proto (its
+# value must then be "https").
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+_proxy_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https") if _proxy_header else None

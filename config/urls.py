@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from automations.admin_engine import engine_page
 from automations.api.urls import rule_router
 from automations.demo import webhook_inbox
 from config.api import json_error_view
@@ -27,8 +28,12 @@ api_v1 = [
     path("redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="redoc"),
 ]
 
+# /health/live, /health/ready and /metrics are answered by config.middleware.OperationsEndpointsMiddleware
+# (before host checks and HTTPS redirects: probes come by IP address over plain HTTP).
 urlpatterns = [
     path("", landing_page, name="landing"),
+    # The admin's Engine page (queue, runs per minute, workers, rules turned off), staff only.
+    path("admin/engine/", admin.site.admin_view(engine_page), name="admin-engine"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api-auth/", include("rest_framework.urls")),

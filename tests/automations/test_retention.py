@@ -26,9 +26,9 @@ def test_prune_removes_only_what_is_old_and_done(entity, make_rule, scripted, se
         worker_row("alive")
         clock.shift(dt.timedelta(days=6))
         services.record_create(entity=entity, data={"name": "recent, unprocessed"})
-        assert retention.prune() == {"events": 0, "workers": 1}
+        assert retention.prune() == {"events": 0, "workers": 1, "logs": 0}
         clock.shift(dt.timedelta(days=2))
-        assert retention.prune() == {"events": 1, "workers": 0}
+        assert retention.prune() == {"events": 1, "workers": 0, "logs": 0}
 
     assert list(AutomationEvent.objects.values_list("record__data__name", flat=True)) == ["recent, unprocessed"]
     assert list(WorkerProcess.objects.values_list("id", flat=True)) == ["alive"]
