@@ -81,12 +81,12 @@ def busy_hour() -> AutomationRule:
             )
     AutomationLog.objects.bulk_create(logs)
     AutomationLog.objects.bulk_create(
-        AutomationLog(
-            automation=rules[1],
+        AutomationLog(  # retries of the rule that stays on (turning a rule off cancels its waiting runs)
+            automation=rules[0],
             workspace_id=workspace.pk,
             entity_id=entity.pk,
             trigger_type="record_created",
-            action_type="call_webhook",
+            action_type="send_email",
             status=RunStatus.RETRYING,
             attempts=2,
             next_attempt_at=now - dt.timedelta(seconds=95),
