@@ -116,7 +116,11 @@ class AutomationRuleSerializerExtension(OpenApiSerializerExtension):
                 {
                     "type": "object",
                     "required": ["type", "config"] if direction == "response" else ["type"],
-                    "properties": {"type": {"type": "string", "enum": [kind.name]}, "config": config_ref},
+                    # a pattern, not an enum: the same one-value choice already names action_type's variant
+                    "properties": {
+                        "type": {"type": "string", "pattern": f"^{kind.name}$", "example": kind.name},
+                        "config": config_ref,
+                    },
                 },
             )
         return {
