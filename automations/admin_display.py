@@ -116,13 +116,26 @@ def value_html(key: str, value: Any) -> SafeString | str:
     return text
 
 
+WORDS = {"url": "URL", "id": "ID", "json": "JSON"}
+
+
+def key_label(key: str, value: Any = None) -> str:
+    """``waits_seconds`` (shown as a duration) -> "Waits"; ``url`` -> "URL"; ``record_id`` -> "Record ID"."""
+    if key.endswith("_seconds") and isinstance(value, int | float) and not isinstance(value, bool):
+        key = key.removesuffix("_seconds")
+    words = " ".join(WORDS.get(word, word) for word in key.split("_"))
+    return words[:1].upper() + words[1:]
+
+
 def preview_rows(preview: Any) -> list[tuple[str, SafeString | str]]:
     """A step's dry-run preview as (label, value) rows, whatever the step type (an email's HTML is shown
-    apart, in a sandboxed frame)."""
+    apart, in a sandboxed frame; an empty ``…_error`` is left out)."""
     if not isinstance(preview, dict):
         return [("Preview", json_html(preview))]
     return [
-        (key.replace("_", " ").capitalize(), value_html(key, value)) for key, value in preview.items() if key != "html"
+        (key_label(key, value), value_html(key, value))
+        for key, value in preview.items()
+        if key != "html" and not (key.endswith("_error") and value in (None, ""))
     ]
 
 

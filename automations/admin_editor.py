@@ -38,11 +38,17 @@ BUILTIN_HINTS: dict[str, dict[str, dict[str, Any]]] = {
         "to_status": {"choices_from": "status_options"},
         "from_status": {"choices_from": "status_options"},
     },
-    "scheduled": {"cron": {"label": "Schedule (cron)", "example": "0 9 * * 1"}, "timezone": {"label": "Time zone"}},
+    "scheduled": {
+        "cron": {"label": "Schedule (cron)", "example": "0 9 * * 1"},
+        "timezone": {"label": "Time zone", "help": "The time zone of the schedule's times."},
+    },
     "date_reached": {
         "field": {"label": "Date field", "choices_from": "moment_fields"},
-        "offset_seconds": {"label": "Offset"},
-        "timezone": {"label": "Time zone"},
+        "offset_seconds": {
+            "label": "Offset",
+            "help": "How long after the date to fire (a negative number: before it); at most 366 days.",
+        },
+        "timezone": {"label": "Time zone", "help": "For a date without a time: the time zone whose midnight it means."},
     },
     "send_email": {
         "subject": {
@@ -95,9 +101,16 @@ BUILTIN_HINTS: dict[str, dict[str, dict[str, Any]]] = {
         "assignee": {"help": "A workspace member (username or email); empty: nobody.", "choices_from": "members"},
     },
     "delay": {
-        "seconds": {"label": "Wait for"},
-        "until_field": {"label": "Or wait until the date in", "choices_from": "moment_fields"},
-        "offset_seconds": {"label": "Offset from that date"},
+        "seconds": {"label": "Wait for", "help": "How long to wait (1 second to 31 days)."},
+        "until_field": {
+            "label": "Or wait until the date in",
+            "help": "A date or date-time field of the record (use this or “Wait for”, not both).",
+            "choices_from": "moment_fields",
+        },
+        "offset_seconds": {
+            "label": "Offset from that date",
+            "help": "With a date field: how long after that moment to go on (a negative number: before).",
+        },
     },
 }
 
@@ -178,7 +191,8 @@ def field_descriptor(type_name: str, name: str, field: drf.Field) -> dict[str, A
     descriptor: dict[str, Any] = {
         "name": name,
         "label": str(label),
-        "help": str(field.help_text or hints.get("help") or ""),
+        # A hint's help is written for the admin's people; the serializer's for API clients.
+        "help": str(hints.get("help") or field.help_text or ""),
         "required": bool(field.required),
         "default": _jsonable_default(field),
         "allow_null": bool(getattr(field, "allow_null", False)),

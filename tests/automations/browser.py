@@ -85,7 +85,13 @@ def screenshot(page, name: str) -> None:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
     page.wait_for_load_state("networkidle")
+    # The window made as tall as the page, so that the sticky sidebar and sandboxed frames (emails) below the
+    # fold are painted too; the width stays 1366 px.
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": SCREEN["width"], "height": max(SCREEN["height"], height)})
+    page.wait_for_timeout(200)
     page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+    page.set_viewport_size(SCREEN)
 
 
 def fits_the_screen(page) -> bool:

@@ -177,6 +177,7 @@
             Object.values(errorSlots).forEach(function (node) {
                 node.replaceChildren();
                 node.closest(".rule-field, .rule-step, .rule-condition")?.classList.remove("has-error");
+                node.closest(".rule-step")?.classList.remove("has-error");
             });
             Object.entries(errors).forEach(function ([key, messages]) {
                 let path = key.replace(/\.non_field_errors$/, "");
@@ -192,6 +193,7 @@
                     return label && label !== "non_field_errors" ? label + ": " + message : message;
                 })));
                 target.closest(".rule-field, .rule-step, .rule-condition")?.classList.add("has-error");
+                target.closest(".rule-step")?.classList.add("has-error");
             });
         }
 
@@ -283,7 +285,7 @@
                 group.items.forEach(function (item) {
                     row.append(button("{{ " + item.text + " }}", function () {
                         insertAtCursor(input, "{{ " + item.text + " }}");
-                    }, {className: "rule-variable", title: item.title || "Insert {{ " + item.text + " }}"}));
+                    }, {className: "rule-button rule-variable", title: item.title || "Insert {{ " + item.text + " }}"}));
                 });
                 details.append(row);
             });
@@ -312,7 +314,9 @@
             if (descriptor.help) {
                 help.push(descriptor.help);
             }
-            if (descriptor.default !== null && descriptor.default !== undefined && !isObject(descriptor.default) && !Array.isArray(descriptor.default) && descriptor.default !== "") {
+            const plain = descriptor.default !== null && descriptor.default !== undefined && descriptor.default !== "" &&
+                !isObject(descriptor.default) && !Array.isArray(descriptor.default);
+            if (plain && !/default/i.test(descriptor.help || "")) {
                 help.push("Default: " + (descriptor.unit ? durationText(descriptor.default) : descriptor.default) + ".");
             }
             // Laid out as Django's own rows: label, help, errors, then the input.
@@ -986,6 +990,15 @@
                 });
         }
 
+        function keyLabel(key, value) {
+            // "waits_seconds" (shown as a duration) -> "Waits"; "url" -> "URL"; "record_id" -> "Record ID".
+            const name = key.endsWith("_seconds") && typeof value === "number" ? key.slice(0, -8) : key;
+            const words = name.split("_").map(function (word) {
+                return {url: "URL", id: "ID", json: "JSON"}[word] || word;
+            }).join(" ");
+            return words.charAt(0).toUpperCase() + words.slice(1);
+        }
+
         function valueNode(key, value) {
             if (key.endsWith("_seconds") && typeof value === "number") {
                 return document.createTextNode(durationText(value));
@@ -1022,10 +1035,10 @@
             if (isObject(preview)) {
                 const table = h("table", {className: "preview-table"});
                 Object.entries(preview).forEach(function ([key, value]) {
-                    if (key === "html") {
+                    if (key === "html" || (key.endsWith("_error") && (value === null || value === ""))) {
                         return;
                     }
-                    table.append(h("tr", {}, h("th", {text: key.replace(/_/g, " ")}), h("td", {}, valueNode(key, value))));
+                    table.append(h("tr", {}, h("th", {text: keyLabel(key, value)}), h("td", {}, valueNode(key, value))));
                 });
                 box.append(table);
                 if (typeof preview.html === "string") {
@@ -1044,12 +1057,12 @@
             const box = h("div", {className: "preview-outcome"});
             if (stepIndex === null) {
                 box.append(h("p", {className: "preview-summary"},
-                    "On “" + outcome.record_label + "”: the trigger ",
+                    "On “" + outcome.record_label + "”, the trigger ",
                     h("strong", {text: outcome.trigger_matches ? "matches" : "does not match"}),
-                    outcome.trigger_note ? " (" + outcome.trigger_note + ")" : "",
-                    "; the conditions ",
+                    " and the conditions ",
                     h("strong", {text: outcome.conditions_match ? "match" : "do not match"}),
-                    ". Nothing was sent, written or logged.",
+                    ". ", outcome.trigger_note ? outcome.trigger_note + " " : "",
+                    "Nothing was sent, written or logged.",
                 ));
                 if ((outcome.next_occurrences_text || []).length) {
                     box.append(h("p", {}, h("strong", {text: "Next times: "}), outcome.next_occurrences_text.join(" · ")));
