@@ -448,7 +448,6 @@
                 control.addEventListener("change", function () { set(control.checked); });
             } else if (descriptor.kind === "choice" || descriptor.kind === "multiple_choice" || fromEntity) {
                 const choices = fromEntity || descriptor.choices || [];
-                const blank = descriptor.required && value !== undefined ? null : (descriptor.required ? "— choose —" : "—");
                 if (descriptor.kind === "multiple_choice") {
                     control = h("select", {multiple: true, size: Math.min(6, choices.length)});
                     choices.forEach(function ([v, label]) { control.append(option(v, label, (value || []).includes(v))); });
@@ -457,8 +456,8 @@
                     });
                 } else {
                     const shown = value === undefined ? (descriptor.default ?? "") : value;
-                    control = selectControl(choices, shown, blank === null ? "— choose —" : blank, function (v) {
-                        set(v === "" ? (descriptor.allow_null && !descriptor.required ? undefined : undefined) : v);
+                    control = selectControl(choices, shown, descriptor.required ? "— choose —" : "—", function (v) {
+                        set(v === "" ? undefined : v);  // left out: the type's default applies
                     });
                 }
             } else if (descriptor.choices_from && !fromEntity) {
@@ -604,7 +603,7 @@
             return names.map(function (name) { return operators[name]; }).filter(Boolean);
         }
 
-        function conditionValueControl(rule, spec, takes, path, rerender) {
+        function conditionValueControl(rule, spec, takes, path) {
             const input = spec ? spec.input : "text";
             function set(value) {
                 rule.value = value;
@@ -709,10 +708,8 @@
                 opControl.setAttribute("aria-label", "Operator");
                 const spec = fieldSpec(rule.field);
                 const takes = operators[rule.op] ? operators[rule.op].takes : "value";
-                const valueControl = conditionValueControl(rule, spec, takes, path, draw);
-                if (valueControl) {
-                    (valueControl.matches("input, select") ? valueControl : valueControl).setAttribute("aria-label", "Value");
-                }
+                const valueControl = conditionValueControl(rule, spec, takes, path);
+                valueControl?.setAttribute("aria-label", "Value");
                 row.append(
                     h("div", {className: "rule-condition-line"},
                         fieldControl, opControl, valueControl,
