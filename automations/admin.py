@@ -9,6 +9,8 @@ restore) and a "Replay failed runs…" page; each run shows its steps' ledger an
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -70,6 +72,22 @@ def _step_names() -> str:
     return ", ".join(step.name for step in action_types) + ", delay"
 
 
+class RuleJSONField(PrettyJSONField):
+    """A rule part's JSON (the advanced view); a syntax error says what and where."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except DjangoValidationError:
+            try:
+                json.loads(value)
+            except (TypeError, ValueError) as exc:
+                where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+                message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise DjangoValidationError(f"Not valid JSON: {message}{where}.", code="invalid") from None
+            raise
+
+
 class EntityChoiceField(forms.ModelChoiceField):
     """The rule's entity: by name among its workspace's entities (with the workspace's name while no
     workspace is chosen yet)."""
@@ -87,19 +105,19 @@ class AutomationRuleAdminForm(forms.ModelForm):
         error_messages={"invalid_choice": "Choose an entity of the rule's workspace."},
     )
     trigger_type = forms.ChoiceField(choices=(), label="Trigger", help_text="When the rule runs.")
-    trigger_config = PrettyJSONField(
+    trigger_config = RuleJSONField(
         required=False,
         label="Trigger options",
         help_text='JSON, e.g. {"to_status": "Closed Won"} for "Status changed". Options per trigger — '
         + _options_help(trigger_types)
         + ".",
     )
-    conditions = PrettyJSONField(
+    conditions = RuleJSONField(
         required=False,
         help_text='JSON: {"match": "all" or "any", "rules": [{"field": "amount", "op": "gte", "value": 1000}, '
         "or a nested group, …]}; {} = no conditions.",
     )
-    steps = PrettyJSONField(
+    steps = RuleJSONField(
         required=False,
         help_text='JSON: what the rule does, in order (1 to 20 steps): [{"type": "create_task", "config": '
         '{"title": "Call {{ name }}"}}, {"type": "delay", "config": {"seconds": 3600}}, …]. Step types: '

@@ -131,7 +131,11 @@ def test_create_through_the_admin_form(admin_client, entity):
     [
         ({"trigger_config": "{}"}, "trigger_config", "to_status: This field is required."),
         ({"trigger_config": '{"to_status": "Bogus"}'}, "trigger_config", "to_status: Must be one of"),
-        ({"trigger_config": "{not json"}, "trigger_config", "Enter a valid JSON."),
+        (
+            {"trigger_config": "{not json"},
+            "trigger_config",
+            "Not valid JSON: Expecting property name enclosed in double quotes (line 1, column 2).",
+        ),
         (
             {"steps": '[{"type": "create_task", "config": {"title": ""}}]'},
             "steps",

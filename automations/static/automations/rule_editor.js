@@ -9,6 +9,7 @@
     const PARTS = ["trigger_config", "conditions", "steps"];
     const MAX_DEPTH = 5;
     const UNITS = [["days", 86400], ["hours", 3600], ["minutes", 60], ["seconds", 1]];
+    const CONDITION_KEYS = {field: "Field", op: "Operator", value: "Value", match: "Match", rules: "Conditions"};
 
     /* ------------------------------------------------------------------ small DOM helpers */
 
@@ -188,7 +189,8 @@
                 if (!target) {
                     return;
                 }
-                const label = path && path !== key ? key.slice(path.length + 1).replace(/^config\./, "") : "";
+                const rest = path && path !== key ? key.slice(path.length + 1).replace(/^config\./, "") : "";
+                const label = CONDITION_KEYS[rest] || rest;
                 target.append(errorList(messages.map(function (message) {
                     return label && label !== "non_field_errors" ? label + ": " + message : message;
                 })));
