@@ -288,8 +288,13 @@ def test_the_json_view_round_trips_and_refuses_json_it_cannot_show(page, live_se
     assert "cannot be shown as a form" in page.locator(".rule-mode-note").inner_text()
     assert page.locator("#id_conditions").is_visible()  # still in the JSON view
     screenshot(page, "09-rule-json-view")
-    page.fill("#id_conditions", "{}")
+    page.fill("#id_conditions", '{"match": "all", "rules": [{"field": "amount", "op": "gte", "value": "lots"}]}')
     page.click("#rule-mode-form")
+    save(page, "_continue")
+    assert "Value: Must be a number." in condition(page, 0).locator(".errorlist").inner_text()
+    rule.refresh_from_db()
+    assert rule.version == 1
+    condition(page, 0).locator("text=Remove").click()
     save(page, "_continue")
     rule.refresh_from_db()
     assert rule.steps[0]["config"]["new_value"] == "Won" and rule.conditions == {} and rule.version == 2
