@@ -1,5 +1,6 @@
 """Rule versions for people (the admin's history page): each version's content as readable lines (steps and
-their options by label, conditions as sentences, entity by name) and line diffs between two versions."""
+their options by label, conditions as sentences, entity by name) and diffs between two versions (steps
+compared step by step, everything else line by line)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ def value_text(value: Any, key: str = "") -> str:
         return duration_text(value) + (" before" if value < 0 else "")
     if value is None:
         return "—"
+    if value in ({}, []):
+        return "(none)"
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -102,15 +105,57 @@ def condition_lines(group: Any, vocabulary: Vocabulary, indent: str = "") -> lis
     return lines
 
 
+def _step_parts(step: Any, vocabulary: Vocabulary) -> tuple[str, list[str]]:
+    """A step's type label and its option lines."""
+    if not isinstance(step, dict):
+        return value_text(step), []
+    return vocabulary.type_label(step.get("type")), _option_lines(
+        str(step.get("type")), step.get("config") or {}, vocabulary, INDENT
+    )
+
+
 def step_lines(steps: Any, vocabulary: Vocabulary) -> list[str]:
     lines = []
     for index, step in enumerate(steps or []):
-        if not isinstance(step, dict):
-            lines.append(f"Step {index + 1}: {value_text(step)}")
-            continue
-        lines.append(f"Step {index + 1} · {vocabulary.type_label(step.get('type'))}")
-        lines.extend(_option_lines(str(step.get("type")), step.get("config") or {}, vocabulary, INDENT))
+        label, options = _step_parts(step, vocabulary)
+        lines.append(f"Step {index + 1} · {label}")
+        lines.extend(options)
     return lines
+
+
+def _line_diff(a: list[str], b: list[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            out.extend(("same", line) for line in a[i1:i2])
+            continue
+        out.extend(("removed", line) for line in a[i1:i2])
+        out.extend(("added", line) for line in b[j1:j2])
+    return out
+
+
+def step_diff(before: Any, after: Any, vocabulary: Vocabulary) -> list[tuple[str, str]]:
+    """Steps compared step by step: steps are paired by type in order (a step kept, moved or edited reads
+    as one step, with its number before when it moved), then their options line by line; a step only on
+    one side is removed or added whole."""
+    a = [_step_parts(step, vocabulary) for step in (before or [])]
+    b = [_step_parts(step, vocabulary) for step in (after or [])]
+    out: list[tuple[str, str]] = []
+    pairs = difflib.SequenceMatcher(a=[label for label, _ in a], b=[label for label, _ in b], autojunk=False)
+    for tag, i1, i2, j1, j2 in pairs.get_opcodes():
+        if tag == "equal":
+            for i, j in zip(range(i1, i2), range(j1, j2), strict=True):
+                moved = f" (was step {i + 1})" if i != j else ""
+                out.append(("same", f"Step {j + 1} · {b[j][0]}{moved}"))
+                out.extend(_line_diff(a[i][1], b[j][1]))
+            continue
+        for i in range(i1, i2):
+            out.append(("removed", f"Step {i + 1} · {a[i][0]}"))
+            out.extend(("removed", line) for line in a[i][1])
+        for j in range(j1, j2):
+            out.append(("added", f"Step {j + 1} · {b[j][0]}"))
+            out.extend(("added", line) for line in b[j][1])
+    return out
 
 
 def snapshot_lines(snapshot: dict[str, Any], vocabulary: Vocabulary) -> dict[str, list[str]]:
@@ -146,13 +191,10 @@ def diff_snapshots(before: dict[str, Any] | None, after: dict[str, Any], vocabul
     for name in SNAPSHOT_FIELDS:
         if before is not None and (before.get(name) == after.get(name)):
             continue
-        a, b = old.get(name, []), new[name]
         result = FieldDiff(field=name, label=FIELD_LABELS.get(name, name))
-        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-            if tag == "equal":
-                result.lines.extend(("same", line) for line in a[i1:i2])
-                continue
-            result.lines.extend(("removed", line) for line in a[i1:i2])
-            result.lines.extend(("added", line) for line in b[j1:j2])
+        if name == "steps":
+            result.lines = step_diff((before or {}).get("steps"), after.get("steps"), vocabulary)
+        else:
+            result.lines = _line_diff(old.get(name, []), new[name])
         diffs.append(result)
     return diffs

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from automations import services
-from automations.admin_versions import Vocabulary, condition_lines, diff_snapshots, snapshot_lines
+from automations.admin_versions import Vocabulary, condition_lines, diff_snapshots, snapshot_lines, step_diff
 from automations.models import AutomationLog, RunStatus
 from tests.factories import UserFactory
 
@@ -154,3 +154,24 @@ def test_readable_lines_of_a_snapshot(rule):
         "        email is empty",
     ]
     assert diff_snapshots(snapshot, snapshot, vocabulary) == []
+
+
+def test_steps_are_compared_step_by_step(rule):
+    vocabulary = Vocabulary({}, rule.entity.fields)
+    task = {"type": "create_task", "config": {"title": "Call"}}
+    wait = {"type": "delay", "config": {"seconds": 3600}}
+    hook = {"type": "call_webhook", "config": {"url": "https://x.example/a"}}
+    moved = step_diff([task, wait, hook], [{**hook, "config": {"url": "https://x.example/b"}}, task], vocabulary)
+    assert ("removed", "Step 2 · Delay") in moved and ("removed", "    Wait for: 1 hour") in moved
+    assert ("same", "Step 2 · Create task (was step 1)") in moved or (
+        "same",
+        "Step 1 · Call webhook (was step 3)",
+    ) in moved
+    assert ("same", "    Title: Call") in moved or ("added", "    Title: Call") in moved
+    edited = step_diff([task], [{**task, "config": {"title": "Call now"}}], vocabulary)
+    assert edited == [
+        ("same", "Step 1 · Create task"),
+        ("removed", "    Title: Call"),
+        ("added", "    Title: Call now"),
+    ]
+    assert step_diff(None, [wait], vocabulary) == [("added", "Step 1 · Delay"), ("added", "    Wait for: 1 hour")]
