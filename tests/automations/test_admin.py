@@ -1,5 +1,6 @@
 """Django admin for rules, runs and events, through the test client."""
 
+import json
 import uuid
 
 import pytest
@@ -58,8 +59,7 @@ def form_data(entity, **overrides):
         "trigger_type": "status_changed",
         "trigger_config": '{"to_status": "Closed Won"}',
         "conditions": "{}",
-        "action_type": "create_task",
-        "action_config": '{"title": "Celebrate {{name}}"}',
+        "steps": '[{"type": "create_task", "config": {"title": "Celebrate {{name}}"}}]',
         "is_active": "on",
         "max_runs_per_minute": "",
         "max_runs_per_hour": "",
@@ -69,6 +69,7 @@ def form_data(entity, **overrides):
 
 
 ADD_URL = reverse("admin:automations_automationrule_add")
+DELAY_OF_ZERO = {"type": "delay", "config": {"seconds": 0}}
 
 
 def test_rule_list_shows_last_run_status_without_a_query_per_row(
@@ -110,7 +111,7 @@ def test_add_form_shows_configs_as_formatted_json(admin_client, rule):
     response = admin_client.get(reverse("admin:automations_automationrule_change", args=[rule.pk]))
     assert response.status_code == 200
     html = response.content.decode()
-    assert "\n  &quot;subject&quot;: &quot;Welcome {{name}}!&quot;" in html  # indented, one key a line
+    assert "\n      &quot;subject&quot;: &quot;Welcome {{name}}!&quot;" in html  # indented, one key a line
     assert "Test on a record" in html
     assert admin_client.get(ADD_URL).status_code == 200
 
@@ -121,6 +122,7 @@ def test_create_through_the_admin_form(admin_client, entity):
     rule = AutomationRule.objects.get(name="Big deal alert")
     assert rule.trigger_config == {"to_status": "Closed Won"}
     assert rule.action_config == {"title": "Celebrate {{name}}"}
+    assert rule.steps == [{"type": "create_task", "config": {"title": "Celebrate {{name}}"}}]
     assert rule.created_by.username == "root"
 
 
@@ -129,13 +131,28 @@ def test_create_through_the_admin_form(admin_client, entity):
     [
         ({"trigger_config": "{}"}, "trigger_config", "to_status: This field is required."),
         ({"trigger_config": '{"to_status": "Bogus"}'}, "trigger_config", "to_status: Must be one of"),
-        ({"trigger_config": "{not json"}, "trigger_config", "Enter a valid JSON."),
-        ({"action_config": '{"title": ""}'}, "action_config", "title: This field may not be blank."),
-        ({"action_config": '"text"'}, "action_config", "Must be an object."),
         (
-            {"action_type": "call_webhook", "action_config": '{"url": "http://169.254.169.254/latest"}'},
-            "action_config",
-            "url: ",
+            {"trigger_config": "{not json"},
+            "trigger_config",
+            "Not valid JSON: Expecting property name enclosed in double quotes (line 1, column 2).",
+        ),
+        (
+            {"steps": '[{"type": "create_task", "config": {"title": ""}}]'},
+            "steps",
+            "Step 1 · title: This field may not be blank.",
+        ),
+        ({"steps": '[{"type": "create_task", "config": "text"}]'}, "steps", "Step 1: Must be an object."),
+        (
+            {"steps": '[{"type": "call_webhook", "config": {"url": "http://169.254.169.254/latest"}}]'},
+            "steps",
+            "Step 1 · url: ",
+        ),
+        ({"steps": "[]"}, "steps", "A rule has 1 to 20 steps (this one has 0)."),
+        ({"steps": '[{"type": "explode", "config": {}}]'}, "steps", "Step 1 · type: Unknown step type 'explode'"),
+        (
+            {"steps": json.dumps([{"type": "create_task", "config": {"title": "Hi"}}, DELAY_OF_ZERO])},
+            "steps",
+            "Step 2 · seconds: ",
         ),
         (
             {"conditions": '{"match": "all", "rules": [{"field": "nope", "op": "eq", "value": 1}]}'},
@@ -160,7 +177,8 @@ def test_form_rejects_an_entity_of_another_workspace(admin_client, entity):
     data["entity"] = str(other.pk)
     response = admin_client.post(ADD_URL, data)
     assert response.status_code == 200
-    assert "This entity belongs to another workspace." in response.context["adminform"].form.errors["entity"]
+    assert response.context["adminform"].form.errors["entity"] == ["Choose an entity of the rule's workspace."]
+    assert not AutomationRule.objects.exists()
 
 
 def test_change_form_goes_through_the_service(admin_client, rule):
@@ -170,8 +188,7 @@ def test_change_form_goes_through_the_service(admin_client, rule):
         name="Welcome v2",
         trigger_type="record_created",
         trigger_config="{}",
-        action_type="send_email",
-        action_config='{"subject": "Hi", "body": "Hello {{name}}"}',
+        steps='[{"type": "send_email", "config": {"subject": "Hi", "body": "Hello {{name}}"}}]',
     )
     response = admin_client.post(reverse("admin:automations_automationrule_change", args=[rule.pk]), data)
     assert response.status_code == 302

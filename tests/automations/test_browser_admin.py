@@ -3,10 +3,7 @@ create a rule through the form (after a validation error), run "Test on a record
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,63 +11,13 @@ from django.contrib.auth import get_user_model
 from automations import services
 from automations.models import AutomationLog, AutomationRule, RunStatus
 from records.models import Task
+from tests.automations import browser
+from tests.automations.browser import choose_record, login, type_search
 from tests.factories import EntityFactory, MembershipFactory, RecordFactory, WorkspaceFactory
 from workspaces.models import Role
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def page():
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still sync.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page()
-            page.set_default_timeout(15_000)
-            yield page
-            browser.close()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def login(page, live_server, username="root", password="pass-Word-123"):  # noqa: S107
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-    page.wait_for_url(re.compile(r".*/admin/$"))
-
-
-def type_search(page, text):
-    """Type into the record picker and wait for the search of the whole text to answer (the live server
-    shares one SQLite connection between its threads: no request may still be running afterwards)."""
-    page.fill("#id_record", "")
-    with page.expect_response(lambda response: response.url.endswith("/test/records/?q=" + quote(text))):
-        page.type("#id_record", text, delay=20)
-    page.wait_for_load_state("networkidle")
-
-
-def choose_record(page, record, typed=None):
-    """Pick ``record`` in the test page's record picker: type part of its name, click the match."""
-    type_search(page, typed or record.data["name"].split()[0])
-    page.click(f"#id_record_results [data-record-id='{record.pk}']")
-    assert page.locator("input[name=record]").input_value() == str(record.pk)
+page = browser.page  # the fixture
 
 
 def test_create_rule_test_it_and_see_the_run(page, live_server):
@@ -79,25 +26,22 @@ def test_create_rule_test_it_and_see_the_run(page, live_server):
     entity = EntityFactory(workspace=workspace, name="Leads")
     record = RecordFactory(entity=entity, data={"name": "Ada Lovelace", "email": "ada@example.com", "status": "New"})
 
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "root")
-    page.fill("#id_password", "pass-Word-123")
-    page.click("input[type=submit]")
-    page.wait_for_url(re.compile(r".*/admin/$"))
+    login(page, live_server)
 
-    # The add form, with workspace and entity preselected (autocomplete widgets).
+    # The add form, with workspace and entity preselected, written in the advanced (JSON) view.
     page.goto(f"{live_server.url}/admin/automations/automationrule/add/?workspace={workspace.pk}&entity={entity.pk}")
     page.fill("#id_name", "Follow up new leads")
     page.select_option("#id_trigger_type", "record_created")
+    page.click("#rule-mode-json")
     page.fill("#id_trigger_config", "{}")
-    page.select_option("#id_action_type", "create_task")
-    page.fill("#id_action_config", '{"title": ""}')
+    page.fill("#id_steps", '[{"type": "create_task", "config": {"title": ""}}]')
     page.click("input[name=_save]")
-    error = page.locator(".field-action_config .errorlist")
-    assert "title: This field may not be blank." in error.inner_text()
+    page.click("#rule-mode-json")
+    error = page.locator(".field-steps .errorlist")
+    assert "Step 1 · title: This field may not be blank." in error.inner_text()
     assert not AutomationRule.objects.exists()
 
-    page.fill("#id_action_config", '{"title": "Call {{ name }}", "due_in_days": 2}')
+    page.fill("#id_steps", '[{"type": "create_task", "config": {"title": "Call {{ name }}", "due_in_days": 2}}]')
     page.click("input[name=_save]")
     page.wait_for_url(re.compile(r".*/admin/automations/automationrule/$"))
     assert "was added successfully" in page.locator(".messagelist").inner_text()
@@ -127,7 +71,7 @@ def test_create_rule_test_it_and_see_the_run(page, live_server):
     assert page.locator(".field-record_label").inner_text().endswith("Ada Lovelace")
     assert str(record.pk) in page.locator(".field-record_label a").get_attribute("href")
     assert page.locator("h2").first.inner_text().startswith("Run of “Follow up new leads” · ")
-    assert "Call Ada Lovelace" in page.locator(".field-result_readable").inner_text()
+    assert "Call Ada Lovelace" in page.locator(".field-steps_ledger").inner_text()
     page.goto(f"{live_server.url}/admin/automations/automationlog/?automation__id__exact={rule.pk}")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1

@@ -66,7 +66,11 @@
 
         function search() {
             const mine = ++request;
-            const url = picker.dataset.searchUrl + "?q=" + encodeURIComponent(input.value.trim());
+            const base = picker.dataset.searchUrl;
+            if (!base) {
+                return;
+            }
+            const url = base + (base.includes("?") ? "&" : "?") + "q=" + encodeURIComponent(input.value.trim());
             fetch(url, {headers: {Accept: "application/json"}, credentials: "same-origin"})
                 .then(function (response) { return response.json(); })
                 .then(function (body) {
