@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from automations import health
 from automations.models import AutomationEvent, AutomationLog, AutomationRule, RunStatus, WorkerProcess
-from tests.automations.test_browser_admin import CHROMIUM, CHROMIUM_ARGS
+from tests.automations.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import EntityFactory, WorkspaceFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
