@@ -1,4 +1,5 @@
-"""Every raw SQL statement of the engine, each beside the ORM statement it replaces.
+"""Every raw SQL statement of the engine, each beside the ORM statement it replaces (``config.sql`` holds the
+two-form ``Statement``; the API's hot statements are in ``workspaces.sql``).
 
 The worker's hot path runs a handful of statements per batch; on PostgreSQL compiling them through the ORM
 cost more than running them, so each is also written once as fixed SQL (psycopg caches its parsing) with
@@ -14,42 +15,29 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Case, F, Q, Value, When
 
+from config.sql import Statement, column, convert, quote, table
+from config.sql import converters as field_converters
 from workspaces.models import Entity
 
 from .models import AutomationEvent, AutomationLog, AutomationRule, DueTime, RunStatus, WorkerProcess
 
 
-class Statement:
-    """One statement in two forms: ``orm`` (any database) and ``postgresql`` (fixed SQL)."""
-
-    def __init__(self, orm: Callable, postgresql: Callable):
-        self.orm = orm
-        self.postgresql = postgresql
-        self.__doc__ = orm.__doc__
-
-    def __call__(self, *args, **kwargs):
-        vendor = connections[kwargs.get("using", DEFAULT_DB_ALIAS)].vendor
-        chosen = self.postgresql if vendor == "postgresql" else self.orm
-        return chosen(*args, **kwargs)
-
-
 def _quote(name: str) -> str:
-    return connection.ops.quote_name(name)
+    return quote(name)
 
 
 def _column(model, name: str) -> str:
-    """Quoted column of a field (``get_field`` also knows foreign keys by their attname)."""
-    return _quote(model._meta.get_field(name).column)
+    return column(model, name)
 
 
 def _table(model) -> str:
-    return _quote(model._meta.db_table)
+    return table(model)
 
 
 def json_or_none(value) -> str | None:
@@ -125,24 +113,6 @@ def _load_active_rules_orm(entity_ids, trigger_names, using: str = DEFAULT_DB_AL
     return list(active_rules_for(entity_ids, trigger_names, using))
 
 
-def _converters(fields, conn) -> list[tuple]:
-    out = []
-    for field in fields:
-        expression = field.cached_col
-        out.append((conn.ops.get_db_converters(expression) + field.get_db_converters(conn), expression))
-    return out
-
-
-def _convert(values, converters, conn) -> list:
-    """What the ORM's compiler does to each fetched value (e.g. decoding JSON columns)."""
-    converted = []
-    for value, (functions, expression) in zip(values, converters, strict=True):
-        for function in functions:
-            value = function(value, expression, conn)
-        converted.append(value)
-    return converted
-
-
 def _load_active_rules_postgresql(entity_ids, trigger_names, using: str = DEFAULT_DB_ALIAS) -> list[AutomationRule]:
     """The same query and plan written once, rows turned into models with the ORM's own converters; one
     Entity object per entity (its field list decoded once)."""
@@ -158,7 +128,7 @@ def _load_active_rules_postgresql(entity_ids, trigger_names, using: str = DEFAUL
     with conn.cursor() as cursor:
         cursor.execute(sql, [_uuids(entity_ids), list(trigger_names)])
         rows = cursor.fetchall()
-    rule_converters, entity_converters = _converters(rule_fields, conn), _converters(entity_fields, conn)
+    rule_converters, entity_converters = field_converters(rule_fields, conn), field_converters(entity_fields, conn)
     split = len(rule_fields)
     entity_names, rule_names = [f.attname for f in entity_fields], [f.attname for f in rule_fields]
     entity_pk_index = split + entity_names.index(Entity._meta.pk.attname)
@@ -168,9 +138,9 @@ def _load_active_rules_postgresql(entity_ids, trigger_names, using: str = DEFAUL
     for row in rows:
         entity = entities.get(row[entity_pk_index])
         if entity is None:
-            entity = Entity.from_db(using, entity_names, _convert(row[split:], entity_converters, conn))
+            entity = Entity.from_db(using, entity_names, convert(row[split:], entity_converters, conn))
             entities[row[entity_pk_index]] = entity
-        rule = AutomationRule.from_db(using, rule_names, _convert(row[:split], rule_converters, conn))
+        rule = AutomationRule.from_db(using, rule_names, convert(row[:split], rule_converters, conn))
         entity_field.set_cached_value(rule, entity)
         rules.append(rule)
     return rules

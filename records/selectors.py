@@ -10,10 +10,11 @@ import uuid
 from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import F, Q, QuerySet
 
+from workspaces import sql as workspace_sql
 from workspaces.field_types import DOCUMENTED_LOOKUPS, LOOKUPS, FieldValueError, field_types, record_label
-from workspaces.models import Entity, Membership
+from workspaces.models import Entity
 
 from .exceptions import RecordNotFound, RecordQueryInvalid
 from .models import Record, Task
@@ -81,18 +82,8 @@ def records_of_entity(entity_id) -> QuerySet[Record]:
 def entity_for_member(*, user, workspace_id, entity_id) -> Entity | None:
     """The entity of the workspace with its workspace and ``member_id`` / ``member_role`` of ``user``
     annotated (both None for a non-member), in one query: every record request starts here. None when
-    the workspace has no such entity."""
-    member = Membership.objects.filter(workspace_id=OuterRef("workspace_id"), user_id=user.pk)
-    try:
-        found = list(
-            Entity.objects.select_related("workspace")
-            .filter(pk=entity_id, workspace_id=workspace_id)
-            .annotate(member_id=Subquery(member.values("id")[:1]), member_role=Subquery(member.values("role")[:1]))
-            .order_by()[:1]
-        )
-    except (DjangoValidationError, ValueError):
-        found = []
-    return found[0] if found else None
+    the workspace has no such entity (``workspaces.sql.entity_for_member``, fixed SQL on PostgreSQL)."""
+    return workspace_sql.entity_for_member(user_id=user.pk, workspace_id=workspace_id, entity_id=entity_id)
 
 
 def _query_value(key: str, raw: str) -> str:

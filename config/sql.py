@@ -1,0 +1,70 @@
+"""The two-form statement every hot path of the project uses (the API's in ``workspaces.sql``, the engine's
+in ``automations.sql``): an ORM statement, and the same statement written once as fixed SQL for PostgreSQL,
+where compiling the ORM query costs more than running it. Calling a ``Statement`` picks the form by the
+connection's vendor; the tests run both forms on PostgreSQL and compare what they return and leave.
+Also the small helpers those fixed statements share (quoted names from model metadata, rows into models
+with the ORM's own converters). Imports no app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+
+class Statement:
+    """One statement in two forms: ``orm`` (any database) and ``postgresql`` (fixed SQL)."""
+
+    def __init__(self, orm: Callable, postgresql: Callable):
+        self.orm = orm
+        self.postgresql = postgresql
+        self.__doc__ = orm.__doc__
+
+    def __call__(self, *args, **kwargs):
+        vendor = connections[kwargs.get("using", DEFAULT_DB_ALIAS)].vendor
+        chosen = self.postgresql if vendor == "postgresql" else self.orm
+        return chosen(*args, **kwargs)
+
+
+def quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def column(model, name: str) -> str:
+    """Quoted column of a field (``get_field`` also knows foreign keys by their attname)."""
+    return quote(model._meta.get_field(name).column)
+
+
+def table(model) -> str:
+    return quote(model._meta.db_table)
+
+
+def select_list(model, alias: str) -> str:
+    """``alias."col1", alias."col2", …`` for every concrete field, in ``model_from_row``'s order."""
+    return ", ".join(f"{alias}.{quote(f.column)}" for f in model._meta.concrete_fields)
+
+
+def converters(fields, conn) -> list[tuple]:
+    out = []
+    for field in fields:
+        expression = field.cached_col
+        out.append((conn.ops.get_db_converters(expression) + field.get_db_converters(conn), expression))
+    return out
+
+
+def convert(values, found_converters, conn) -> list:
+    """What the ORM's compiler does to each fetched value (e.g. decoding JSON columns)."""
+    converted = []
+    for value, (functions, expression) in zip(values, found_converters, strict=True):
+        for function in functions:
+            value = function(value, expression, conn)
+        converted.append(value)
+    return converted
+
+
+def model_from_row(model, row: Sequence, using: str = DEFAULT_DB_ALIAS):
+    """A model instance from the values of ``select_list(model, …)``, as the ORM would build it."""
+    fields = model._meta.concrete_fields
+    conn = connections[using]
+    values = convert(row, converters(fields, conn), conn)
+    return model.from_db(using, [f.attname for f in fields], values)
