@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
+from . import sql
 from .causation import chain_for_new_event
 from .models import AutomationEvent, EventType
 from .tasks import enqueue_events
@@ -38,14 +39,14 @@ def record_changed(record, *, created: bool, actor=None) -> None:
         return  # a save that changes nothing fires nothing
     chain, depth = chain_for_new_event()
     event = _event(record, EventType.CREATED if created else EventType.UPDATED, old, actor, chain, depth)
-    event.save(force_insert=True)
+    sql.insert_event(event)
     enqueue_events([str(event.id)])
 
 
 def record_deleted(record, *, actor=None) -> None:
     chain, depth = chain_for_new_event()
     event = _event(record, EventType.DELETED, None, actor, chain, depth)
-    event.save(force_insert=True)
+    sql.insert_event(event)
     enqueue_events([str(event.id)])
 
 

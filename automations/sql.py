@@ -13,6 +13,7 @@ Nothing here commits: callers own the transaction.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -407,6 +408,33 @@ def _take_due_times_postgresql(*, limit: int, now: dt.datetime) -> list[DueTime]
 
 take_due_times = Statement(_take_due_times_orm, _take_due_times_postgresql)
 
+# --------------------------------------------------------------------------- events: the write path's insert
+
+
+def _insert_event_orm(event: AutomationEvent) -> None:
+    """Insert a record change's event (in the writer's transaction: the web process's only extra write)."""
+    event.save(force_insert=True)
+
+
+@functools.cache
+def _insert_event_sql() -> str:
+    fields = AutomationEvent._meta.concrete_fields
+    return (
+        f"INSERT INTO {_table(AutomationEvent)} ({', '.join(_quote(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )  # identifiers from the model's metadata
+
+
+def _insert_event_postgresql(event: AutomationEvent) -> None:
+    values = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in AutomationEvent._meta.concrete_fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_event_sql(), values)
+    event._state.adding = False
+    event._state.db = connection.alias
+
+
+insert_event = Statement(_insert_event_orm, _insert_event_postgresql)
+
 STATEMENTS = {
     "take_events": take_events,
     "load_active_rules": load_active_rules,
@@ -414,4 +442,5 @@ STATEMENTS = {
     "claim_runs": claim_runs,
     "finish_successes": finish_successes,
     "take_due_times": take_due_times,
+    "insert_event": insert_event,
 }

@@ -6,6 +6,7 @@ them."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from django.contrib.auth import get_user_model
@@ -34,17 +35,21 @@ def _token_user_orm(key: str):
     return token.user if token is not None else None
 
 
-def _token_user_postgresql(key: str):
+@functools.cache
+def _token_user_sql() -> str:
     user_model = get_user_model()
-    sql = (
+    return (
         f"SELECT {select_list(user_model, 'u')} FROM {table(Token)} t "  # noqa: S608 (model metadata)
         f"JOIN {table(user_model)} u ON u.{column(user_model, 'id')} = t.{column(Token, 'user')} "
         f"WHERE t.{column(Token, 'key')} = %s"
     )
+
+
+def _token_user_postgresql(key: str):
     with connection.cursor() as cursor:
-        cursor.execute(sql, [key])
+        cursor.execute(_token_user_sql(), [key])
         row = cursor.fetchone()
-    return model_from_row(user_model, row) if row else None
+    return model_from_row(get_user_model(), row) if row else None
 
 
 token_user = Statement(_token_user_orm, _token_user_postgresql)
@@ -69,11 +74,9 @@ def _entity_for_member_orm(*, user_id, workspace_id, entity_id) -> Entity | None
     return found[0] if found else None
 
 
-def _entity_for_member_postgresql(*, user_id, workspace_id, entity_id) -> Entity | None:
-    workspace_id, entity_id = _as_uuid(workspace_id), _as_uuid(entity_id)
-    if workspace_id is None or entity_id is None:
-        return None
-    sql = (
+@functools.cache
+def _entity_for_member_sql() -> str:
+    return (
         f"SELECT {select_list(Entity, 'e')}, {select_list(Workspace, 'w')}, "  # noqa: S608 (model metadata)
         f"m.{column(Membership, 'id')}, m.{column(Membership, 'role')} "
         f"FROM {table(Entity)} e "
@@ -82,8 +85,14 @@ def _entity_for_member_postgresql(*, user_id, workspace_id, entity_id) -> Entity
         f"AND m.{column(Membership, 'user')} = %s "
         f"WHERE e.{column(Entity, 'id')} = %s AND e.{column(Entity, 'workspace')} = %s"
     )
+
+
+def _entity_for_member_postgresql(*, user_id, workspace_id, entity_id) -> Entity | None:
+    workspace_id, entity_id = _as_uuid(workspace_id), _as_uuid(entity_id)
+    if workspace_id is None or entity_id is None:
+        return None
     with connection.cursor() as cursor:
-        cursor.execute(sql, [user_id, entity_id, workspace_id])
+        cursor.execute(_entity_for_member_sql(), [user_id, entity_id, workspace_id])
         row = cursor.fetchone()
     if row is None:
         return None

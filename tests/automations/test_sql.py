@@ -195,6 +195,29 @@ def test_take_due_times(entity, make_rule):
     assert orm == raw and [r for r, _ in raw[0]] == [records[0].pk, records[1].pk] and len(raw[1]) == 3
 
 
+def test_insert_event(entity):
+    record = services.record_create(entity=entity, data={"name": "Ada"})
+    AutomationEvent.objects.all().delete()
+
+    def insert(form):
+        event = AutomationEvent(
+            event_type="updated",
+            workspace_id=record.workspace_id,
+            entity_id=record.entity_id,
+            record_id=record.pk,
+            record=record.as_snapshot(),
+            old_data={"name": "Grace", "n": [1, 2]},
+            chain=[{"rule_id": "r", "record_id": str(record.pk)}],
+            chain_depth=1,
+        )
+        form(event)
+        return event.pk
+
+    with time_machine.travel(T0, tick=False):
+        orm, raw = in_both_forms(sql.insert_event, insert, lambda: [dict(r, id=None) for r in rows(AutomationEvent)])
+    assert orm[1] == raw[1] and len(raw[1]) == 1 and raw[1][0]["old_data"] == {"name": "Grace", "n": [1, 2]}
+
+
 def test_every_statement_is_covered_here():
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(sql.STATEMENTS) <= tested
