@@ -13,6 +13,9 @@ Measures what issue 6 lists, on this machine, and prints one JSON summary (also 
 3. ``worker_throughput``: a backlog of queued webhook runs (records committed in one transaction) delivered
    by 1 and by 2 worker processes, each against a bare ``requests.Session`` loop posting the same bodies,
    measured right before and right after it (the machine's speed drifts within minutes).
+3b. ``trickle`` (issue 15): records arriving one at a time (40/s through the API, one client), one webhook rule,
+   with 1 and with 2 workers: the workers' CPU per run (their processes; their PostgreSQL backends apart) and
+   the delivery latency, when every run is a batch of one.
 4. ``scale``: 100k records, 10k rules over 1k workspaces, 1M log rows (built once with INSERT ... SELECT
    generate_series in the database ``<name>_scale`` and reused): p99 of the worker's rule lookup for
    one event and of the first page of a rule's logs, with their EXPLAIN plans.
@@ -70,6 +73,8 @@ FULL = {
     "write_rounds": 2,
     "e2e_records": 2000,
     "worker_runs": 5000,
+    "trickle_records": 600,
+    "trickle_rate": 40.0,
     "scale_workspaces": 1000,
     "scale_records_per_workspace": 100,
     "scale_rules_per_workspace": 10,
@@ -95,6 +100,8 @@ QUICK = {
     "write_rounds": 1,
     "e2e_records": 200,
     "worker_runs": 300,
+    "trickle_records": 60,
+    "trickle_rate": 40.0,
     "scale_workspaces": 50,
     "scale_records_per_workspace": 20,
     "scale_rules_per_workspace": 10,
@@ -125,8 +132,13 @@ TARGETS = {
     "write_ratio_20_vs_0_rules": (">=", 0.8),
     "e2e_all_delivered_once": ("==", True),
     "e2e_throughput_per_s": (">=", 150.0),
-    "e2e_delivery_p50_ms": ("<=", 50.0),
-    "e2e_delivery_p99_ms": ("<=", 500.0),
+    # Issue 15's targets (issue 6's were 50 / 500 ms, 0.5 of the bare loop).
+    "e2e_delivery_p50_ms": ("<=", 5.0),
+    "e2e_delivery_p99_ms": ("<=", 50.0),
+    "e2e_machine_cpu_ms_per_record": ("<=", 10.0),
+    "e2e_api_cpu_ms_per_record": ("<=", 5.0),
+    "worker_cpu_ms_per_queued_run": ("<=", 2.0),
+    "trickle_worker_cpu_ms_per_run": ("<=", 2.0),
     "worker_1_process_ratio_to_bare_loop": (">=", 0.5),
     "worker_2_processes_ratio_per_process": (">=", 0.5),
     "scale_rule_lookup_p99_ms": ("<=", 5.0),
@@ -727,6 +739,78 @@ def bench_worker_throughput(ctx) -> dict:
     out["ratio_1_process"] = out["1_process"]["ratio_per_process"]
     out["ratio_2_processes_per_process"] = out["2_process"]["ratio_per_process"]
     out["scaling_2_vs_1"] = rnd(two / one if one else 0, 3)
+    receiver.reset()
+    queue_tables_truncate()
+    return out
+
+
+# --------------------------------------------------------------------------- 3b. trickle
+
+
+def paced_api(port: int, path: str, token: str, *, total: int, rate: float):
+    """One client POSTing ``total`` records at ``rate`` per second (records arriving one at a time, as most
+    workspaces write them). Returns (started, finished, status, record_id) like ``drive_api``."""
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+    results = []
+    start = time.monotonic()
+    for i in range(total):
+        pause = start + i / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        body = json.dumps({"data": record_payload(i)}).encode()
+        started = time.monotonic()
+        status, raw = http_request("127.0.0.1", port, "POST", path, body, headers)
+        record_id = None
+        if status == 201:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                record_id = json.loads(raw)["data"]["record"]["id"]
+        results.append((started, time.monotonic(), status, record_id))
+    return results
+
+
+def bench_trickle(ctx) -> dict:
+    """Records arriving one at a time (``trickle_rate`` per second through the API, one client), one
+    ``call_webhook`` rule, with 1 and with 2 workers: the workers' CPU per run (their processes and their
+    PostgreSQL backends, idle polling included) and the delivery latency. Every run is a batch of one here,
+    so this is the engine's cost per run when it is not busy."""
+    fixture, sizes, procs, receiver = ctx["fixture"], ctx["sizes"], ctx["procs"], ctx["receiver"]
+    n, rate = sizes["trickle_records"], sizes["trickle_rate"]
+    out: dict = {"records": n, "rate_per_s": rate}
+    for workers in (1, 2):
+        entity = fixture.entity(f"trickle-{workers}")
+        fixture.webhook_rule(entity, receiver.url)
+        path = f"/api/v1/workspaces/{entity.workspace_id}/entities/{entity.id}/records/"
+        queue_tables_truncate()
+        receiver.reset()
+        worker_procs = procs.workers(workers)
+        try:
+            wait_registered(worker_procs)
+            warm = paced_api(ctx["api_port"], path, fixture.token, total=10, rate=rate)
+            if receiver.wait_count(len(warm), timeout=60) < len(warm):
+                raise RuntimeError("workers did not deliver the warm-up webhooks")
+            receiver.reset()
+            with worker_meter(ctx, worker_procs) as meter:
+                results = paced_api(ctx["api_port"], path, fixture.token, total=n, rate=rate)
+                created = {r[3]: r for r in results if r[2] == 201 and r[3]}
+                receiver.wait_count(len(created), timeout=60)
+            hits = receiver.hits()
+        finally:
+            procs.stop(worker_procs)
+        arrivals: dict[str, float] = {}
+        for _webhook_id, record_id, arrived in hits:
+            if record_id in created:
+                arrivals.setdefault(record_id, arrived)
+        latencies = [(arrivals[rid] - created[rid][1]) * 1000 for rid in arrivals]
+        out[f"{workers}_process"] = {
+            "delivered": len(arrivals),
+            "all_delivered_once": len(arrivals) == n and len(hits) == n,
+            "delivery_p50_ms": rnd(pct(latencies, 50)),
+            "delivery_p99_ms": rnd(pct(latencies, 99)),
+            # The issue's "worker CPU per run" is the worker processes' own; their PostgreSQL backends apart.
+            "worker_cpu_ms_per_run": rnd(meter.process_s * 1000 / len(arrivals) if arrivals else None),
+            "postgres_cpu_ms_per_run": rnd(meter.postgres_s * 1000 / len(arrivals) if arrivals else None),
+            "cpu": meter.summary(per=len(arrivals) or None),
+        }
     receiver.reset()
     queue_tables_truncate()
     return out
@@ -1920,6 +2004,10 @@ def evaluate_targets(results: dict, quick: bool) -> list[dict]:
         "e2e_throughput_per_s": get("end_to_end", "throughput_per_s"),
         "e2e_delivery_p50_ms": get("end_to_end", "delivery_p50_ms"),
         "e2e_delivery_p99_ms": get("end_to_end", "delivery_p99_ms"),
+        "e2e_machine_cpu_ms_per_record": get("end_to_end", "cpu_ms_per_record", "machine_total"),
+        "e2e_api_cpu_ms_per_record": get("end_to_end", "cpu_ms_per_record", "gunicorn"),
+        "worker_cpu_ms_per_queued_run": get("worker_throughput", "1_process", "worker_cpu_ms_per_run"),
+        "trickle_worker_cpu_ms_per_run": get("trickle", "1_process", "worker_cpu_ms_per_run"),
         "worker_1_process_ratio_to_bare_loop": get("worker_throughput", "ratio_1_process"),
         "worker_2_processes_ratio_per_process": get("worker_throughput", "ratio_2_processes_per_process"),
         "scale_rule_lookup_p99_ms": get("scale", "rule_lookup_ms", "p99"),
@@ -1963,6 +2051,7 @@ PHASES = {
     "write_path": bench_write_path,
     "end_to_end": bench_end_to_end,
     "worker_throughput": bench_worker_throughput,
+    "trickle": bench_trickle,
     "scale": bench_scale,
     "memory": bench_memory,
     "steps": bench_steps,
