@@ -142,6 +142,18 @@ def gone_workers():
     return WorkerProcess.objects.filter(stopped_at__isnull=False).values("id")
 
 
+def wake_slot(worker_id: str, queue: str, now: dt.datetime | None = None) -> tuple[int, int] | None:
+    """(position, count) of this worker among the live ones of its queue, ordered by id: the share of
+    new-event notifications it answers (``worker.Waker``). None when it is not among them (not registered
+    yet, or declared dead): it then answers every notification."""
+    live = list(
+        WorkerProcess.objects.filter(stopped_at__isnull=True, queue=queue, last_seen_at__gte=dead_before(now))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    return (live.index(worker_id), len(live)) if worker_id in live else None
+
+
 def alive_count(now: dt.datetime | None = None) -> int:
     """Workers that sent a heartbeat within the last minute (health checks, metrics)."""
     now = now or timezone.now()

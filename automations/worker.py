@@ -42,6 +42,7 @@ from rq import SimpleWorker
 
 from . import retention, tasks
 from .heartbeats import current as registration
+from .heartbeats import wake_slot
 from .models import AutomationEvent, AutomationLog, DueTime, RuleSchedule, RunStatus
 
 logger = logging.getLogger("automations")
@@ -51,11 +52,22 @@ PRUNE_INTERVAL = 3600.0  # seconds between housekeeping passes (automations.rete
 
 
 class Waker:
-    """Waits for new work: PostgreSQL LISTEN/NOTIFY when available, else a plain sleep."""
+    """Waits for new work: PostgreSQL LISTEN/NOTIFY when available, else a plain sleep.
+
+    Every idle worker receives every notification, but only one should answer it: an answer that finds
+    nothing (the other worker took the event first) costs a claim's round trips for nothing, and with two
+    workers that was a third of the engine's CPU per record when records arrive one at a time. So each
+    notification carries a number (the inserting transaction's id, see migration 0007) and a worker wakes
+    for the numbers of its ``slot``, (position, count) among the live workers of its queue, refreshed every
+    heartbeat. A notification meant for a worker that is busy or gone is still found within one poll
+    interval by the others (the loop claims after every wait); while the slots of two workers disagree
+    (one just started or died) a number may wake two of them (a claim finds nothing) or none (one poll
+    interval). Without a slot, and for a notification without a number, it wakes for every one."""
 
     def __init__(self) -> None:
         self.conn = None
         self.enabled = connection.vendor == "postgresql"
+        self.slot: tuple[int, int] | None = None
         self._retry_at = 0.0
 
     def _connect(self) -> None:
@@ -73,43 +85,65 @@ class Waker:
         )
         self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
+    def mine(self, payload: str) -> bool:
+        """Should this worker answer a notification with this payload?"""
+        if self.slot is None or not payload.isdigit():
+            return True
+        position, count = self.slot
+        return int(payload) % count == position
+
     def wait(self, timeout: float) -> None:
+        """Until a notification for this worker arrives, or ``timeout`` seconds."""
         if timeout <= 0:
             return
         if not self.enabled or time.monotonic() < self._retry_at:
             time.sleep(timeout)
             return
+        deadline = time.monotonic() + timeout
         try:
             if self.conn is None or self.conn.closed:
                 self._connect()
-            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
-                break
+            while (remaining := deadline - time.monotonic()) > 0:
+                for notify in self.conn.notifies(timeout=remaining, stop_after=1):
+                    if self.mine(notify.payload):
+                        return
         except Exception as exc:  # the listener is an optimisation: fall back to polling for a while
             logger.warning("LISTEN connection failed (%s); polling for 5 s", exc)
             self.close()
             self._retry_at = time.monotonic() + 5
-            time.sleep(timeout)
+            time.sleep(max(0.0, deadline - time.monotonic()))
 
     @property
     def listening(self) -> bool:
         return self.enabled and self.conn is not None and not self.conn.closed
 
     def drain(self) -> bool:
-        """Consume the notifications received so far without waiting; True if there was any. Called
-        just before a claim: an event committed after that claim's snapshot notifies afterwards, so
-        "nothing since" proves the claim saw everything (no lost wake-up)."""
+        """Consume the notifications received so far without waiting; True if one was for this worker.
+        Called just before a claim: an event committed after that claim's snapshot notifies afterwards, so
+        "nothing since" proves the claim saw everything meant for this worker (no lost wake-up)."""
         if not self.listening:
             return True
         received = False
         try:
-            for _ in self.conn.notifies(timeout=0):
-                received = True
+            for notify in self.conn.notifies(timeout=0):
+                received = received or self.mine(notify.payload)
         except Exception as exc:
             logger.warning("LISTEN connection failed (%s); polling for 5 s", exc)
             self.close()
             self._retry_at = time.monotonic() + 5
             return True
         return received
+
+    def wake_all(self) -> None:
+        """A notification every idle worker answers: this one found a backlog (a full batch) and wants help
+        now rather than at the others' next poll."""
+        if self.listening:
+            try:
+                self.conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+            except Exception as exc:
+                logger.warning("LISTEN connection failed (%s); polling for 5 s", exc)
+                self.close()
+                self._retry_at = time.monotonic() + 5
 
     def close(self) -> None:
         if self.conn is not None:
@@ -252,10 +286,17 @@ class EngineWorker:
         backoff = 0.5
         idle = True
         next_due_check = 0.0
+        next_slot = 0.0
+        backlog = False  # the others were woken for the backlog in hand
         while self.running:
             try:
                 if registration.lost.is_set():
                     self._register()
+                    next_slot = 0.0
+                if self.waker.enabled and time.monotonic() >= next_slot:
+                    # Which new-event notifications this worker answers (see Waker), as workers come and go.
+                    self.waker.slot = wake_slot(registration.worker_id, "database")
+                    next_slot = time.monotonic() + float(settings.AUTOMATIONS_WORKER_HEARTBEAT_SECONDS)
                 if idle:
                     # After a wait (not between back-to-back batches: that would cost a health-check query
                     # per batch) drop an expired or broken connection.
@@ -282,13 +323,16 @@ class EngineWorker:
                 idle = True
                 continue
             if worked:
+                if not took_all and not backlog and self.waker.slot is not None and self.waker.slot[1] > 1:
+                    self.waker.wake_all()  # a backlog (a full batch): the other workers join at once
+                backlog = not took_all
                 idle = False
                 if took_all and self.running and not self.batch and not self.waker.drain():
                     # Everything ready was taken and nothing was enqueued since: sleep until the next NOTIFY
                     # (or the next due check) instead of paying a claim that finds nothing.
                     self.waker.wait(max(0.0, min(self.interval, next_due_check - time.monotonic())))
                 continue
-            idle = True
+            idle, backlog = True, False
             if self.batch:
                 self.upkeep.run(keep_going=self.keep_going, force=True)
                 if not self._anything_due():

@@ -3,6 +3,7 @@ subprocesses, web servers (gunicorn) and a private Redis, all on the pytest data
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -147,7 +148,9 @@ class Processes:
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = open(self.tmp_path / f"{name}-{len(self.procs)}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # A session of its own, so that stop_all also ends its children (RQ's scheduler is a forked child that
+        # outlives a worker killed with SIGKILL and would keep the test database open).
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         proc.log_path = log.name
         log.close()
         self.procs.append(proc)
@@ -159,8 +162,8 @@ class Processes:
     def stop_all(self) -> None:
         """SIGKILL: a test's workers leave nothing that must finish."""
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the process and whatever it forked
         for proc in self.procs:
             proc.wait(timeout=10)
 

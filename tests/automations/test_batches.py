@@ -10,9 +10,10 @@ import time_machine
 from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from automations import batches, matching, tasks
-from automations.models import AutomationEvent, AutomationLog, RunStatus
+from automations import batches, heartbeats, matching, tasks
+from automations.models import AutomationEvent, AutomationLog, RunStatus, WorkerProcess
 from automations.worker import Waker
 from records import services
 
@@ -174,6 +175,72 @@ def test_the_waker_reports_notifications_received_since_the_last_claim():
         time.sleep(0.01)
     assert waker.drain() is False  # consumed
     waker.close()
+
+
+def _notify(payload: str) -> None:
+    from automations.worker import NOTIFY_CHANNEL
+
+    db = connection.settings_dict
+    with psycopg.connect(
+        dbname=db["NAME"], user=db["USER"] or None, host=db["HOST"] or None, port=db["PORT"] or None, autocommit=True
+    ) as other:
+        other.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, payload])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_wakes_only_for_the_notifications_of_its_slot():
+    """Two idle workers: each new-event notification wakes one of them (payload modulo the live workers),
+    so the other does not pay a claim that finds nothing; a notification without a number wakes both."""
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    waker = Waker()
+    waker.slot = (1, 2)
+    waker.wait(0.01)  # connects and LISTENs
+    assert waker.drain() is False
+    _notify("40")  # 40 % 2 == 0: the other worker's
+    started = time.monotonic()
+    waker.wait(0.4)
+    assert time.monotonic() - started >= 0.35  # not woken: it waited for its poll interval
+    assert waker.drain() is False
+    _notify("41")  # its own
+    started = time.monotonic()
+    waker.wait(5)
+    assert time.monotonic() - started < 2
+    _notify("")  # no number (e.g. a worker asking for help with a backlog): everyone's
+    started = time.monotonic()
+    waker.wait(5)
+    assert time.monotonic() - started < 2
+    _notify("40")
+    _notify("43")
+    deadline = time.monotonic() + 5
+    while not waker.drain():  # drain reports the one of its slot among the two
+        assert time.monotonic() < deadline, "its notification never arrived"
+        time.sleep(0.01)
+    waker.slot = None  # not among the live workers: wakes for every notification
+    _notify("40")
+    started = time.monotonic()
+    waker.wait(5)
+    assert time.monotonic() - started < 2
+    waker.close()
+
+
+@pytest.mark.django_db
+def test_a_workers_slot_is_its_place_among_the_live_workers_of_its_queue():
+    now = timezone.now()
+    for worker_id, seen, stopped, queue in [
+        ("b", now, None, "database"),
+        ("a", now, None, "database"),
+        ("c", now - dt.timedelta(minutes=5), None, "database"),  # silent: dead
+        ("d", now, now, "database"),  # stopped
+        ("e", now, None, "rq"),  # another queue
+    ]:
+        WorkerProcess.objects.create(
+            id=worker_id, hostname="h", pid=1, queue=queue, started_at=now, last_seen_at=seen, stopped_at=stopped
+        )
+    assert heartbeats.wake_slot("a", "database") == (0, 2)
+    assert heartbeats.wake_slot("b", "database") == (1, 2)
+    assert heartbeats.wake_slot("c", "database") is None
+    assert heartbeats.wake_slot("e", "rq") == (0, 1)
 
 
 @pytest.mark.django_db(transaction=True)

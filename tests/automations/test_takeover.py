@@ -119,6 +119,37 @@ def test_a_paused_worker_loses_its_runs_and_never_delivers_them_under_another_id
     assert {log.status for log in logs} == {RunStatus.SUCCESS}
 
 
+def test_a_paused_worker_does_not_hold_up_new_records(receiver, workers):
+    """Each new event wakes one idle worker (its slot, on the embedded queue; whoever pops the job, on RQ).
+    With one of two workers paused, every record written one at a time is still delivered promptly by the
+    other, at worst after its poll interval, long before the paused one is declared dead."""
+    rule = slow_webhook_rule(receiver, "/one-paused", delay=0.0)
+    procs = [workers.start(name) for name in ("a", "b")]
+    wait_until(lambda: WorkerProcess.objects.filter(stopped_at__isnull=True).count() >= 2, timeout=30, what="workers")
+    time.sleep(3.5)  # a heartbeat interval: both know their slots
+    procs[0].send_signal(signal.SIGSTOP)
+    try:
+        written = {}
+        for i in range(12):
+            record = services.record_create(entity=rule.entity, data={"name": f"L{i}"})
+            written[str(record.pk)] = time.monotonic()
+            time.sleep(0.15)
+        wait_until(
+            lambda: AutomationLog.objects.filter(automation=rule, status=RunStatus.SUCCESS).count() == len(written),
+            timeout=10,
+            interval=0.05,
+            what="every record's run, with one worker paused",
+        )
+    finally:
+        procs[0].send_signal(signal.SIGCONT)
+    arrived = {hit["webhook_id"]: hit["at"] for hit in receiver.requests("/one-paused")}
+    delays = [
+        arrived[log.delivery_id] - written[str(log.record_id)] for log in AutomationLog.objects.filter(automation=rule)
+    ]
+    assert len(delays) == len(written)
+    assert max(delays) < 3, f"worst delay {max(delays):.2f} s with one worker paused"
+
+
 def _postgresql_cluster() -> list[str] | None:
     """``pg_ctlcluster <version> main`` for the local cluster the tests run on, when this process may
     restart it (root, Debian's tools, a database on this machine); else None."""
