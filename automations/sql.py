@@ -29,14 +29,19 @@ from workspaces.models import Entity
 from .models import AutomationEvent, AutomationLog, AutomationRule, DueTime, RunStatus, WorkerProcess
 
 
+# Identifiers are quoted once per process: the statements below are built on every call (a few variants
+# each), and quoting through the connection's operations was ~150 calls per run arriving alone.
+@functools.cache
 def _quote(name: str) -> str:
     return quote(name)
 
 
+@functools.cache
 def _column(model, name: str) -> str:
     return column(model, name)
 
 
+@functools.cache
 def _table(model) -> str:
     return table(model)
 
