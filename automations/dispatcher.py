@@ -8,8 +8,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from django.conf import settings
-
 from . import sql
 from .causation import chain_for_new_event
 from .models import AutomationEvent, EventType
@@ -51,7 +49,8 @@ def record_deleted(record, *, actor=None) -> None:
 
 
 def records_created(records: Iterable, *, actor=None) -> None:
-    """Bulk create: one event per record, inserted in batches, one task per chunk of events."""
+    """Bulk create: one event per record, inserted in batches (a message per chunk of events, see
+    ``tasks.enqueue_events``)."""
     records = list(records)
     if not records:
         return
@@ -59,6 +58,4 @@ def records_created(records: Iterable, *, actor=None) -> None:
     batch_id = uuid.uuid4()
     events = [_event(r, EventType.CREATED, None, actor, chain, depth, batch_id) for r in records]
     AutomationEvent.objects.bulk_create(events, batch_size=500)
-    size = max(1, settings.AUTOMATIONS_EVENTS_PER_TASK)
-    for start in range(0, len(events), size):
-        enqueue_events([str(e.id) for e in events[start : start + size]])
+    enqueue_events([str(e.id) for e in events])

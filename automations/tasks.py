@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -124,12 +125,46 @@ def recover_lost(*, limit: int = 500, keep_going: KeepGoing = None) -> dict[str,
 # --------------------------------------------------------------------------- enqueueing (distributed backends)
 
 
+_pending = threading.local()
+
+
+class _Outbox:
+    """The event ids of one transaction, sent once it commits (one ``on_commit`` hook per transaction)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def send(self) -> None:
+        if getattr(_pending, "outbox", None) is self:
+            _pending.outbox = None
+        _send_events(self.ids)
+
+
 def enqueue_events(event_ids: list[str]) -> None:
     """A record write captured these events (called inside the writer's transaction). The embedded queue
-    needs nothing more; a distributed backend gets one message once the transaction commits."""
+    needs nothing more; a distributed backend gets them once the transaction commits, in messages of up to
+    ``AUTOMATIONS_EVENTS_PER_TASK`` events: the writes of one transaction share messages (a broker's cost
+    per message is several times a run's), rather than a message per record."""
     if embedded_queue():
         return
-    transaction.on_commit(lambda: _send(process_events, event_ids=event_ids))
+    conn = transaction.get_connection()
+    if not conn.in_atomic_block:  # autocommit: the write has committed already
+        _send_events(event_ids)
+        return
+    outbox = getattr(_pending, "outbox", None)
+    # The transaction's hook is gone when it rolled back (or the savepoint that registered it did): its ids
+    # are dropped with it, and this write starts a new outbox. Ids of a savepoint rolled back after the hook
+    # was registered go along; ``process_events`` skips events that do not exist.
+    if outbox is None or not any(hook[1] == outbox.send for hook in conn.run_on_commit):
+        outbox = _pending.outbox = _Outbox()
+        transaction.on_commit(outbox.send)
+    outbox.ids.extend(event_ids)
+
+
+def _send_events(event_ids: list[str]) -> None:
+    size = max(1, settings.AUTOMATIONS_EVENTS_PER_TASK)
+    for start in range(0, len(event_ids), size):
+        _send(process_events, event_ids=event_ids[start : start + size])
 
 
 def schedule(logs: Iterable[AutomationLog]) -> None:
