@@ -80,6 +80,8 @@ class WorkspaceAdmin(admin.ModelAdmin):
                 _members=Count("memberships", distinct=True),
                 _entities=Count("entities", distinct=True),
             )
+            # A grouped query drops the model's default ordering: restate it (autocomplete pages through it).
+            .order_by("name", "id")
         )
 
     @admin.display(description="members", ordering="_members")

@@ -2,13 +2,22 @@
 
 import html
 import json
+import warnings
 
 import pytest
+from django.core.paginator import UnorderedObjectListWarning
 from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext
 
 from records.models import Record, Task
-from tests.factories import EntityFactory, MembershipFactory, RecordFactory, TaskFactory, UserFactory
+from tests.factories import (
+    EntityFactory,
+    MembershipFactory,
+    RecordFactory,
+    TaskFactory,
+    UserFactory,
+    WorkspaceFactory,
+)
 from workspaces.models import Entity, Membership, Role
 
 
@@ -165,3 +174,19 @@ def test_task_admin_refuses_a_record_of_another_workspace(admin_client, workspac
     )
     assert response.status_code == 200 and "another workspace" in response.content.decode()
     assert not Task.objects.exists()
+
+
+def test_the_workspace_picker_pages_through_workspaces_in_a_stable_order(admin_client):
+    """The autocomplete behind every "workspace" field pages through an annotated (grouped) queryset,
+    which loses the model's default ordering unless it is restated: pages could repeat or skip one."""
+    names = [f"ws {i:02d}" for i in range(25)]
+    for name in reversed(names):
+        WorkspaceFactory(name=name)
+    url = "/admin/autocomplete/?app_label=automations&model_name=automationrule&field_name=workspace&term=ws"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnorderedObjectListWarning)
+        first = admin_client.get(url)
+        second = admin_client.get(url + "&page=2")
+    assert first.status_code == 200 and second.status_code == 200
+    shown = [item["text"] for item in first.json()["results"] + second.json()["results"]]
+    assert shown == names
