@@ -16,6 +16,7 @@ from workspaces.exceptions import SchemaConflict
 from workspaces.field_types import clean_record_data
 from workspaces.models import Entity
 
+from . import sql
 from .exceptions import RecordDataInvalid
 from .models import Record, Task
 from .signals import records_bulk_created
@@ -39,7 +40,7 @@ def record_create(*, entity: Entity, data: Any, actor=None) -> Record:
     )
     record.actor = actor
     with transaction.atomic(savepoint=False):  # validated before: nothing in here is expected to fail
-        record.save(force_insert=True)
+        sql.insert_record(record)
     return record
 
 

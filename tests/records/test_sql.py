@@ -1,0 +1,80 @@
+"""The record insert as fixed SQL (``records.sql``) against ``Model.save`` it replaces, on PostgreSQL: the
+same row, the same signals (the automation engine's event comes from ``post_save``), the same instance
+state afterwards. The ORM form runs on SQLite through the rest of the suite."""
+
+import datetime as dt
+import uuid
+
+import pytest
+import time_machine
+from django.db import connection, transaction
+from django.db.models.signals import post_save, pre_save
+
+from automations.models import AutomationEvent
+from records import sql
+from records.models import Record
+from tests.factories import UserFactory
+
+T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("the fixed statement is PostgreSQL's; elsewhere only the ORM form runs")
+
+
+class _Rollback(Exception):
+    pass
+
+
+def columns(obj) -> dict:
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
+
+
+def test_insert_record(entity):
+    actor = UserFactory()
+    record_id = uuid.uuid4()
+    seen = {}
+    for form in ("orm", "postgresql"):
+        signals = []
+
+        def pre(sender, instance, signals=signals, **kwargs):
+            signals.append(("pre_save", instance.pk, sorted(kwargs.items(), key=str)))
+
+        def post(sender, instance, signals=signals, **kwargs):
+            signals.append(("post_save", instance.pk, sorted((k, v) for k, v in kwargs.items() if k != "signal")))
+
+        pre_save.connect(pre, sender=Record, dispatch_uid="test-pre")
+        post_save.connect(post, sender=Record, dispatch_uid="test-post")
+        try:
+            with time_machine.travel(T0, tick=False), transaction.atomic():
+                record = Record(
+                    id=record_id,
+                    workspace_id=entity.workspace_id,
+                    entity=entity,
+                    data={"name": "Ada", "n": [1, 2]},
+                    created_by=actor,
+                    updated_by=actor,
+                )
+                record.actor = actor
+                getattr(sql.insert_record, form)(record)
+                event = AutomationEvent.objects.get(record_id=record_id)
+                seen[form] = {
+                    "row": columns(Record.objects.get(pk=record_id)),
+                    "instance": columns(record),
+                    "state": (record._state.adding, record._state.db, record.previous_data),
+                    "signals": [(name, pk, [kv for kv in kwargs if kv[0] != "signal"]) for name, pk, kwargs in signals],
+                    "event": {k: v for k, v in columns(event).items() if k != "id"},
+                }
+                raise _Rollback
+        except _Rollback:
+            pass
+        finally:
+            pre_save.disconnect(dispatch_uid="test-pre", sender=Record)
+            post_save.disconnect(dispatch_uid="test-post", sender=Record)
+    assert seen["orm"] == seen["postgresql"]
+    assert seen["postgresql"]["row"]["created_at"] == T0 and seen["postgresql"]["state"][0] is False
+    assert [name for name, _, _ in seen["postgresql"]["signals"]] == ["pre_save", "post_save"]
+    assert seen["postgresql"]["event"]["event_type"] == "created"
+    assert not Record.objects.filter(pk=record_id).exists()
