@@ -205,6 +205,18 @@ class Upkeep:
             retention.prune()
 
 
+class EngineRQWorker(SimpleWorker):
+    """RQ's worker (no fork per job) that remembers whether a stop was asked for: its ``work()`` also returns
+    when it meets an error it does not handle (the broker going away at the wrong moment), and then a new
+    one must be started rather than the process ending."""
+
+    stop_asked = False
+
+    def request_stop(self, signum, frame):
+        self.stop_asked = True
+        super().request_stop(signum, frame)
+
+
 class EngineWorker:
     """The worker loop (see the module docstring). ``batch``: work until nothing is due, then exit."""
 
@@ -388,9 +400,17 @@ class EngineWorker:
             while True:
                 try:
                     queue = django_rq.get_queue(settings.AUTOMATIONS_QUEUE, job_class=Job)
-                    rq_worker = SimpleWorker([queue], connection=queue.connection, job_class=Job)
+                    rq_worker = EngineRQWorker([queue], connection=queue.connection, job_class=Job)
                     rq_worker.work(with_scheduler=True, burst=self.batch, logging_level="WARNING")
-                    break  # a stop was asked for (SIGTERM / SIGINT), or burst mode found nothing more
+                    if self.batch or rq_worker.stop_asked:
+                        break  # a stop was asked for (SIGTERM / SIGINT), or burst mode found nothing more
+                    # RQ gave up on an error it logged (e.g. the broker went away between two jobs): the
+                    # process stays, with a new RQ worker once the broker answers.
+                    logger.warning("the RQ worker stopped on an error; starting a new one in %.0f s", backoff)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 10)
+                    if rq_worker.stop_asked or not self.running:  # SIGTERM during the pause
+                        break
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                     # The broker went away mid-job. The run's state is in the database: the job is lost
                     # at worst, and the upkeep recovers its work. Start a fresh RQ worker once it is back.
