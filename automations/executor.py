@@ -141,37 +141,63 @@ def _execute_single(log: AutomationLog, rule: AutomationRule, step: dict, *, led
         _report(log, rule, RunStatus.SUCCESS, duration_ms)
         return log
 
-    delay_seconds = _retry_or_fail(log, error)
+    return _failed(
+        log,
+        rule,
+        error,
+        _retry_or_fail(log, error),
+        now,
+        duration_ms,
+        retry_message=f"Attempt {log.attempts} failed: {error.message}",
+        message=error.message,
+    )
+
+
+def _failed(
+    log: AutomationLog,
+    rule: AutomationRule,
+    error: ActionError,
+    delay_seconds: float | None,
+    now: dt.datetime,
+    duration_ms: int,
+    *,
+    retry_message: str,
+    message: str,
+    **step_fields,
+) -> AutomationLog:
+    """Write a failed attempt: retrying in ``delay_seconds``, or an error for good (counted against the
+    rule's health). ``step_fields``: the step ledger of a run of several steps."""
     if delay_seconds is not None:
         finish(
             log,
             status=RunStatus.RETRYING,
             result=error.result,
-            error=f"Attempt {log.attempts} failed: {error.message}",
+            error=retry_message,
             next_attempt_at=now + dt.timedelta(seconds=delay_seconds),
             duration_ms=duration_ms,
             executed_at=now,
             lease_until=None,
+            **step_fields,
         )
-        _report(log, rule, RunStatus.RETRYING, duration_ms, log.error)
+        _report(log, rule, RunStatus.RETRYING, duration_ms, retry_message)
         return log
-
     if (
         finish(
             log,
             status=RunStatus.ERROR,
             result=error.result,
-            error=error.message,
+            error=message,
             finished_at=now,
             executed_at=now,
             duration_ms=duration_ms,
             lease_until=None,
             next_attempt_at=None,
+            **step_fields,
         )
         and not log.is_test
     ):
         health.record_failure(rule, error)
-    _report(log, rule, RunStatus.ERROR, duration_ms, error.message)
+    _report(log, rule, RunStatus.ERROR, duration_ms, message)
     return log
 
 
@@ -309,43 +335,22 @@ def _step_failed(log, rule, states, index, error: ActionError, now, duration_ms)
     delay_seconds = _retry_or_fail(log, error)
     if delay_seconds is not None:
         state["status"] = "pending"
-        finish(
-            log,
-            status=RunStatus.RETRYING,
-            current_step=index,
-            step_states=states,
-            result=error.result,
-            error=f"Step {index + 1}, attempt {state['attempts']} failed: {error.message}",
-            next_attempt_at=now + dt.timedelta(seconds=delay_seconds),
-            duration_ms=duration_ms,
-            executed_at=now,
-            lease_until=None,
-        )
-        _report(log, rule, RunStatus.RETRYING, duration_ms, log.error)
-        return log
-    state.update(status="error", finished_at=_iso(now))
-    for later in states[index + 1 :]:
-        later["status"] = "skipped"
-    message = f"Step {index + 1} ({state['type']}) failed: {error.message}"
-    if (
-        finish(
-            log,
-            status=RunStatus.ERROR,
-            current_step=index,
-            step_states=states,
-            result=error.result,
-            error=message,
-            finished_at=now,
-            executed_at=now,
-            duration_ms=duration_ms,
-            lease_until=None,
-            next_attempt_at=None,
-        )
-        and not log.is_test
-    ):
-        health.record_failure(rule, error)
-    _report(log, rule, RunStatus.ERROR, duration_ms, message)
-    return log
+    else:
+        state.update(status="error", finished_at=_iso(now))
+        for later in states[index + 1 :]:
+            later["status"] = "skipped"
+    return _failed(
+        log,
+        rule,
+        error,
+        delay_seconds,
+        now,
+        duration_ms,
+        retry_message=f"Step {index + 1}, attempt {state['attempts']} failed: {error.message}",
+        message=f"Step {index + 1} ({state['type']}) failed: {error.message}",
+        current_step=index,
+        step_states=states,
+    )
 
 
 # --------------------------------------------------------------------------- dry run
