@@ -22,7 +22,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Case, F, Q, Value, When
 
-from config.sql import Statement, column, convert, quote, table
+from config.sql import Statement, column, convert, insert_row, quote, table
 from config.sql import converters as field_converters
 from workspaces.models import Entity
 
@@ -421,21 +421,8 @@ def _insert_event_orm(event: AutomationEvent) -> None:
     event.save(force_insert=True)
 
 
-@functools.cache
-def _insert_event_sql() -> str:
-    fields = AutomationEvent._meta.concrete_fields
-    return (
-        f"INSERT INTO {_table(AutomationEvent)} ({', '.join(_quote(f.column) for f in fields)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )  # identifiers from the model's metadata
-
-
 def _insert_event_postgresql(event: AutomationEvent) -> None:
-    values = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in AutomationEvent._meta.concrete_fields]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_event_sql(), values)
-    event._state.adding = False
-    event._state.db = connection.alias
+    insert_row(event)
 
 
 insert_event = Statement(_insert_event_orm, _insert_event_postgresql)
