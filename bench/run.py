@@ -598,15 +598,30 @@ def bench_write_path(ctx) -> dict:
 # --------------------------------------------------------------------------- 2. end to end
 
 
+def webhook_entity(ctx, name: str) -> str:
+    """A fresh entity with one ``call_webhook`` rule to the receiver, empty engine tables and receiver;
+    returns the entity's records URL."""
+    entity = ctx["fixture"].entity(name)
+    ctx["fixture"].webhook_rule(entity, ctx["receiver"].url)
+    queue_tables_truncate()
+    ctx["receiver"].reset()
+    return f"/api/v1/workspaces/{entity.workspace_id}/entities/{entity.id}/records/"
+
+
+def first_arrivals(hits, created: dict) -> tuple[dict[str, float], list[float]]:
+    """The first arrival of each created record's webhook, and its delay in ms after the API answered."""
+    arrivals: dict[str, float] = {}
+    for _webhook_id, record_id, arrived in hits:
+        if record_id in created:
+            arrivals.setdefault(record_id, arrived)
+    return arrivals, [(arrivals[rid] - created[rid][1]) * 1000 for rid in arrivals]
+
+
 def bench_end_to_end(ctx) -> dict:
     fixture, sizes, procs, receiver = ctx["fixture"], ctx["sizes"], ctx["procs"], ctx["receiver"]
     n = sizes["e2e_records"]
     workers = ctx["e2e_workers"]
-    entity = fixture.entity("e2e")
-    fixture.webhook_rule(entity, receiver.url)
-    path = f"/api/v1/workspaces/{entity.workspace_id}/entities/{entity.id}/records/"
-    queue_tables_truncate()
-    receiver.reset()
+    path = webhook_entity(ctx, "e2e")
     worker_procs = procs.workers(workers)
     try:
         # Warm-up: workers booted, sessions open, gunicorn warm.
@@ -631,14 +646,11 @@ def bench_end_to_end(ctx) -> dict:
         cpu_split = split.per_item_ms(n)
     finally:
         procs.stop(worker_procs)
-    arrivals: dict[str, float] = {}
+    arrivals, latencies = first_arrivals(hits, created)
     ids_seen: dict[str, int] = {}
-    for webhook_id, record_id, arrived in hits:
+    for webhook_id, _record_id, _arrived in hits:
         ids_seen[webhook_id] = ids_seen.get(webhook_id, 0) + 1
-        if record_id in created:
-            arrivals.setdefault(record_id, arrived)
     duplicates = sum(c - 1 for c in ids_seen.values() if c > 1)
-    latencies = [(arrivals[rid] - created[rid][1]) * 1000 for rid in arrivals]
     first = min(r[0] for r in results)
     last = max(arrivals.values()) if arrivals else first
     api = summarize_requests(results)
@@ -777,11 +789,7 @@ def bench_trickle(ctx) -> dict:
     n, rate = sizes["trickle_records"], sizes["trickle_rate"]
     out: dict = {"records": n, "rate_per_s": rate}
     for workers in (1, 2):
-        entity = fixture.entity(f"trickle-{workers}")
-        fixture.webhook_rule(entity, receiver.url)
-        path = f"/api/v1/workspaces/{entity.workspace_id}/entities/{entity.id}/records/"
-        queue_tables_truncate()
-        receiver.reset()
+        path = webhook_entity(ctx, f"trickle-{workers}")
         worker_procs = procs.workers(workers)
         try:
             wait_registered(worker_procs)
@@ -796,11 +804,7 @@ def bench_trickle(ctx) -> dict:
             hits = receiver.hits()
         finally:
             procs.stop(worker_procs)
-        arrivals: dict[str, float] = {}
-        for _webhook_id, record_id, arrived in hits:
-            if record_id in created:
-                arrivals.setdefault(record_id, arrived)
-        latencies = [(arrivals[rid] - created[rid][1]) * 1000 for rid in arrivals]
+        arrivals, latencies = first_arrivals(hits, created)
         out[f"{workers}_process"] = {
             "delivered": len(arrivals),
             "all_delivered_once": len(arrivals) == n and len(hits) == n,
