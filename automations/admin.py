@@ -45,18 +45,7 @@ RECENT_RUNS = 10
 VERSIONS_PER_PAGE = 20
 # What the rule form edits: the service's fields, with the steps as one list (the seed's single
 # action_type / action_config are the first step: the API still takes them, the admin edits steps).
-EDITED_FIELDS = (
-    "name",
-    "description",
-    "entity",
-    "trigger_type",
-    "trigger_config",
-    "conditions",
-    "steps",
-    "is_active",
-    "max_runs_per_minute",
-    "max_runs_per_hour",
-)
+EDITED_FIELDS = tuple(name for name in services.RULE_FIELDS if name not in ("action_type", "action_config"))
 JSON_PARTS = ("trigger_config", "conditions", "steps")
 
 
