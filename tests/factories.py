@@ -98,9 +98,9 @@ class AutomationRuleFactory(factory.django.DjangoModelFactory):
     action_config = factory.LazyFunction(lambda: {"title": "Follow up with {{name}}"})
 
 
-def seed_workspace(workspace) -> dict:
-    """One object of each kind in ``workspace`` (and a member to act on)."""
-    entity = EntityFactory(workspace=workspace)
+def seed_workspace(workspace, entity=None) -> dict:
+    """One object of each kind in ``workspace`` (and a member to act on); ``entity``: the one to use."""
+    entity = entity or EntityFactory(workspace=workspace)
     record = RecordFactory(entity=entity)
     rule = automation_services.rule_create(
         workspace=workspace,

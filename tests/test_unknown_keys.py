@@ -5,48 +5,18 @@ import pytest
 from django.urls import get_resolver, resolve
 
 from automations import services
-from automations.models import AutomationLog, AutomationRule, RunStatus
+from automations.models import AutomationLog, AutomationRule
 from records.models import Record, Task
-from tests.factories import MembershipFactory, RecordFactory, TaskFactory, UserFactory
-from workspaces.models import Entity, Membership, Role, Workspace
+from tests.factories import UserFactory, seed_workspace
+from workspaces.models import Entity, Membership, Workspace
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def world(owner, workspace, entity):
-    record = RecordFactory(entity=entity)
-    rule = services.rule_create(
-        workspace=workspace,
-        entity=entity,
-        name="Rule",
-        trigger_type="record_created",
-        action_type="create_task",
-        action_config={"title": "Call {{name}}"},
-    )
-    log = AutomationLog.objects.create(
-        automation=rule,
-        workspace_id=workspace.pk,
-        entity_id=entity.pk,
-        record_id=record.pk,
-        trigger_type=rule.trigger_type,
-        action_type=rule.action_type,
-        status=RunStatus.ERROR,
-    )
-    member = MembershipFactory(workspace=workspace, role=Role.MEMBER)
     ws = f"/api/v1/workspaces/{workspace.pk}"
-    ent = f"{ws}/entities/{entity.pk}"
-    return {
-        "ws": ws,
-        "ent": ent,
-        "record": record,
-        "rule": rule,
-        "log": log,
-        "member": member,
-        "task": TaskFactory(workspace=workspace, record=record),
-        "owner": owner,
-        "entity": entity,
-    }
+    return {**seed_workspace(workspace, entity), "ws": ws, "ent": f"{ws}/entities/{entity.pk}", "owner": owner}
 
 
 def endpoints(w):
