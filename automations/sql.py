@@ -26,7 +26,7 @@ from config.sql import Statement, column, convert, insert_row, quote, table
 from config.sql import converters as field_converters
 from workspaces.models import Entity
 
-from .models import AutomationEvent, AutomationLog, AutomationRule, DueTime, RunStatus, WorkerProcess
+from .models import AutomationEvent, AutomationLog, AutomationRule, DueTime, RuleSchedule, RunStatus, WorkerProcess
 
 
 # Identifiers are quoted once per process: the statements below are built on every call (a few variants
@@ -413,6 +413,41 @@ def _take_due_times_postgresql(*, limit: int, now: dt.datetime) -> list[DueTime]
 
 take_due_times = Statement(_take_due_times_orm, _take_due_times_postgresql)
 
+# --------------------------------------------------------------------------- the worker's poll
+
+
+def _anything_due_orm(*, now: dt.datetime) -> bool:
+    """Is any time-based work due: a waiting run whose time has come (retry, throttled, after a delay), a due
+    time, a schedule to fire, to go on firing or to rebuild? The worker's poll asks this first, in one
+    statement, and claims only when something is there."""
+    return (
+        AutomationLog.objects.filter(
+            status__in=[RunStatus.PENDING, RunStatus.RETRYING], next_attempt_at__lte=now
+        ).exists()
+        or DueTime.objects.filter(due_at__lte=now).exists()
+        or RuleSchedule.objects.filter(
+            Q(next_fire_at__lte=now) | Q(firing_at__isnull=False) | Q(rebuilding=True)
+        ).exists()
+    )
+
+
+def _anything_due_postgresql(*, now: dt.datetime) -> bool:
+    logs, schedules = _table(AutomationLog), _table(RuleSchedule)
+    sql = (
+        f"SELECT EXISTS (SELECT 1 FROM {logs} WHERE {_column(AutomationLog, 'status')} = ANY(%(waiting)s) "  # noqa: S608
+        f"AND {_column(AutomationLog, 'next_attempt_at')} <= %(now)s) "
+        f"OR EXISTS (SELECT 1 FROM {_table(DueTime)} WHERE {_column(DueTime, 'due_at')} <= %(now)s) "
+        f"OR EXISTS (SELECT 1 FROM {schedules} WHERE {_column(RuleSchedule, 'next_fire_at')} <= %(now)s "
+        f"OR {_column(RuleSchedule, 'firing_at')} IS NOT NULL OR {_column(RuleSchedule, 'rebuilding')})"
+    )  # identifiers from the models' metadata
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"now": now, "waiting": [RunStatus.PENDING, RunStatus.RETRYING]})
+        return cursor.fetchone()[0]
+
+
+anything_due = Statement(_anything_due_orm, _anything_due_postgresql)
+
+
 # --------------------------------------------------------------------------- events: the write path's insert
 
 
@@ -435,4 +470,5 @@ STATEMENTS = {
     "finish_successes": finish_successes,
     "take_due_times": take_due_times,
     "insert_event": insert_event,
+    "anything_due": anything_due,
 }

@@ -30,7 +30,7 @@ from django.db.utils import InterfaceError, OperationalError
 from django.tasks import task
 from django.utils import timezone
 
-from . import batches, ledger, matching, recovery, schedules
+from . import batches, ledger, matching, recovery, schedules, sql
 from .batches import BatchOutcome
 from .heartbeats import current as registration
 from .ledger import Run
@@ -99,6 +99,13 @@ def fire_time_triggers(*, keep_going: KeepGoing = None) -> int:
     logs += schedules.work_schedules(keep_going=keep_going)
     schedule(logs)
     return len(logs)
+
+
+def time_work_due() -> bool:
+    """Is any time-based work due (a waiting run whose time has come, a due time, a schedule)? One statement:
+    the embedded worker's poll asks it before claiming anything, so a poll that finds nothing costs one
+    round trip instead of three claims."""
+    return sql.anything_due(now=timezone.now())
 
 
 def recover_lost(*, limit: int = 500, keep_going: KeepGoing = None) -> dict[str, int]:

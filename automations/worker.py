@@ -34,7 +34,6 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
-from django.db.models import Q
 from django.db.utils import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 from django_tasks_rq import Job
@@ -43,7 +42,7 @@ from rq import SimpleWorker
 from . import retention, tasks
 from .heartbeats import current as registration
 from .heartbeats import wake_slot
-from .models import AutomationEvent, AutomationLog, DueTime, RuleSchedule, RunStatus
+from .models import AutomationEvent
 
 logger = logging.getLogger("automations")
 
@@ -321,13 +320,15 @@ class EngineWorker:
                 worked = len(events.executed) + len(events.released)
                 took_all = worked < limit
                 now = time.monotonic()
-                if now >= next_due_check or events.released:
+                if (now >= next_due_check or events.released) and (events.released or tasks.time_work_due()):
                     tasks.fire_time_triggers(keep_going=self.keep_going)
                     due = tasks.handle_due_runs(limit=limit, keep_going=self.keep_going)
                     worked += len(due.executed)
                     took_all = took_all and len(due.executed) < limit
                     # Check for due runs again after the poll interval, or at once while there is a backlog.
                     next_due_check = now if len(due.executed) >= limit else now + self.interval
+                elif now >= next_due_check:
+                    next_due_check = now + self.interval
                 self.executed += worked
                 backoff = 0.5
             except (OperationalError, InterfaceError, DatabaseError) as exc:
@@ -355,17 +356,7 @@ class EngineWorker:
                 self.waker.wait(max(0.0, min(self.interval, next_due_check - time.monotonic())))
 
     def _anything_due(self) -> bool:
-        now = timezone.now()
-        return (
-            AutomationEvent.objects.filter(processed_at__isnull=True).exists()
-            or AutomationLog.objects.filter(
-                status__in=[RunStatus.PENDING, RunStatus.RETRYING], next_attempt_at__lte=now
-            ).exists()
-            or DueTime.objects.filter(due_at__lte=now).exists()
-            or RuleSchedule.objects.filter(
-                Q(next_fire_at__lte=now) | Q(firing_at__isnull=False) | Q(rebuilding=True)
-            ).exists()
-        )
+        return AutomationEvent.objects.filter(processed_at__isnull=True).exists() or tasks.time_work_due()
 
     # ------------------------------------------------------------------ distributed
 

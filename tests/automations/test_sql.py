@@ -9,7 +9,15 @@ import time_machine
 from django.db import connection, transaction
 
 from automations import matching, sql
-from automations.models import AutomationEvent, AutomationLog, AutomationRule, DueTime, RunStatus, WorkerProcess
+from automations.models import (
+    AutomationEvent,
+    AutomationLog,
+    AutomationRule,
+    DueTime,
+    RuleSchedule,
+    RunStatus,
+    WorkerProcess,
+)
 from records import services
 from tests.factories import AutomationRuleFactory
 
@@ -216,6 +224,43 @@ def test_insert_event(entity):
     with time_machine.travel(T0, tick=False):
         orm, raw = in_both_forms(sql.insert_event, insert, lambda: [dict(r, id=None) for r in rows(AutomationEvent)])
     assert orm[1] == raw[1] and len(raw[1]) == 1 and raw[1][0]["old_data"] == {"name": "Grace", "n": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "make_due",
+    [
+        None,
+        lambda rule, record: AutomationLog.objects.filter(pk=_waiting_run(rule, record)).update(next_attempt_at=T0),
+        lambda rule, record: DueTime.objects.filter(rule=rule).update(due_at=T0),
+        lambda rule, record: RuleSchedule.objects.create(rule=rule, next_fire_at=T0),
+        lambda rule, record: RuleSchedule.objects.create(rule=rule, firing_at=T0 + dt.timedelta(days=1)),
+        lambda rule, record: RuleSchedule.objects.create(rule=rule, rebuilding=True),
+    ],
+    ids=["nothing", "waiting run", "due time", "schedule to fire", "schedule firing", "schedule rebuilding"],
+)
+def test_anything_due(entity, make_rule, make_due):
+    rule = make_rule()
+    record = services.record_create(entity=entity, data={"name": "Ada"})
+    # Not due yet: a run waiting until later, a due time and a schedule in the future.
+    AutomationLog.objects.filter(pk=_waiting_run(rule, record)).update(next_attempt_at=T0 + dt.timedelta(seconds=1))
+    DueTime.objects.create(rule=rule, record_id=record.pk, due_at=T0 + dt.timedelta(seconds=1))
+    if make_due is not None:
+        make_due(rule, record)
+    orm, raw = in_both_forms(sql.anything_due, lambda form: form(now=T0), lambda: None)
+    assert orm == raw and raw[0] is (make_due is not None)
+
+
+def _waiting_run(rule, record):
+    return AutomationLog.objects.create(
+        automation=rule,
+        workspace_id=record.workspace_id,
+        entity_id=record.entity_id,
+        record_id=record.pk,
+        event_type="created",
+        trigger_type=rule.trigger_type,
+        action_type=rule.action_type,
+        status=RunStatus.RETRYING,
+    ).pk
 
 
 def test_every_statement_is_covered_here():
