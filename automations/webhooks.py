@@ -22,6 +22,7 @@ import email.utils
 import functools
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import os
 import re
@@ -34,14 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-import requests.adapters
-import requests.structures
+import certifi
+import urllib3
 from django.conf import settings
 from django.utils import timezone
-from requests_hardened import Config, HTTPSession
+from requests.utils import get_encoding_from_headers
 from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES
-from requests_hardened.ip_filter_adapter import IPFilterAdapter
+from urllib3 import BaseHTTPResponse, HTTPHeaderDict, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.connection import allowed_gai_family
@@ -433,64 +433,40 @@ class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
-class WebhookAdapter(IPFilterAdapter):
-    """requests-hardened's IP-pinning adapter with our policy: every resolved address must be allowed
-    (not only the first), settings may open private ranges or hosts, and connections are watched by
-    the total deadline."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _WatchedHTTPConnectionPool,
-            "https": _WatchedHTTPSConnectionPool,
-        }
-
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):
-        host_params, pool_kwargs = requests.adapters.HTTPAdapter.build_connection_pool_key_attributes(
-            self, request, verify, cert
-        )
-        request.headers = requests.structures.CaseInsensitiveDict(request.headers or {})
-        hostname = host_params["host"]
-        port = host_params["port"]
-        host_header = f"[{hostname}]" if ":" in hostname else hostname
-        if port is not None:
-            host_header += f":{port}"
-        request.headers["Host"] = host_header
-        if self._is_https_proto:
-            # Verify the certificate against the name, not the pinned IP.
-            pool_kwargs["assert_hostname"] = hostname
-            pool_kwargs["server_hostname"] = hostname
-        target = parse_webhook_url(request.url)
-        ip = target.ip_literal if target.ip_literal is not None else resolve_allowed(target.host, target.port)[0]
-        host_params["host"] = f"[{ip}]" if ip.version == 6 else str(ip)
-        return host_params, pool_kwargs
+_pools = threading.local()
+POOLS_KEPT = 64  # per thread: connection pools (one per scheme, pinned address, port and host name) kept open
 
 
-_sessions = threading.local()
-
-
-def _session() -> requests.Session:
-    """One session per process and thread (connection pooling; sessions are not thread-safe)."""
-    cached = getattr(_sessions, "value", None)
-    if cached is not None and cached[0] == os.getpid():
-        return cached[1]
-    config = Config(
-        ip_filter_enable=False,  # our adapter, mounted below, does the filtering and pinning
-        ip_filter_allow_loopback_ips=False,
-        never_redirect=True,
-        default_timeout=(
-            settings.AUTOMATIONS_WEBHOOK_CONNECT_TIMEOUT,
-            settings.AUTOMATIONS_WEBHOOK_TOTAL_TIMEOUT,
-        ),
-        user_agent_override=USER_AGENT,
-    )
-    session = HTTPSession(config)
-    session.trust_env = False  # HTTP(S)_PROXY, NO_PROXY, .netrc and REQUESTS_CA_BUNDLE are ignored
-    session.proxies.clear()
-    session.mount("http://", WebhookAdapter(is_https_proto=False))
-    session.mount("https://", WebhookAdapter(is_https_proto=True))
-    _sessions.value = (os.getpid(), session)
-    return session
+def _pool(target: WebhookTarget, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> HTTPConnectionPool:
+    """The keep-alive pool of connections to ``ip`` for ``target`` (one per process and thread: pools are
+    not shared across a fork). The address is the one already checked (resolved once, pinned): the
+    connection never resolves the name again. TLS verifies the certificate against the name, not the
+    address, with the system's CA bundle (certifi's)."""
+    cached = getattr(_pools, "value", None)
+    if cached is None or cached[0] != os.getpid():
+        cached = _pools.value = (os.getpid(), {})
+    pools: dict = cached[1]
+    key = (target.scheme, ip, target.port, target.host)
+    pool = pools.pop(key, None)
+    if pool is None:
+        host = f"[{ip}]" if ip.version == 6 else str(ip)
+        if target.scheme == "https":
+            pool = _WatchedHTTPSConnectionPool(
+                host,
+                target.port,
+                maxsize=1,
+                retries=False,
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=certifi.where(),
+                assert_hostname=target.host,
+                server_hostname=target.host,
+            )
+        else:
+            pool = _WatchedHTTPConnectionPool(host, target.port, maxsize=1, retries=False)
+        while len(pools) >= POOLS_KEPT:
+            pools.pop(next(iter(pools))).close()  # the least recently used
+    pools[key] = pool  # most recently used last
+    return pool
 
 
 @dataclass
@@ -506,9 +482,9 @@ class WebhookResponse:
         return 200 <= self.status_code < 300
 
 
-def _read_capped(response: requests.Response, deadline: _Deadline, cap: int) -> tuple[bytes, bool]:
+def _read_capped(response: BaseHTTPResponse, deadline: _Deadline, cap: int) -> tuple[bytes, bool]:
     buffer = bytearray()
-    for chunk in response.iter_content(chunk_size=1024):
+    for chunk in response.stream(1024, decode_content=True):
         buffer.extend(chunk)
         if len(buffer) > cap:
             return bytes(buffer[:cap]), True
@@ -517,12 +493,36 @@ def _read_capped(response: requests.Response, deadline: _Deadline, cap: int) -> 
     return bytes(buffer), False
 
 
+def _request_headers(url: str, target: WebhookTarget, headers: dict[str, str]) -> HTTPHeaderDict:
+    """What every delivery sends (``Host`` with the name, not the pinned address; our ``User-Agent``), then
+    the rule's headers, which win (names compared case-insensitively)."""
+    port = urlsplit(url).port
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    sent = HTTPHeaderDict(
+        {
+            "Host": host if port is None else f"{host}:{port}",
+            "User-Agent": USER_AGENT,
+            "Accept-Encoding": "gzip, deflate",
+            "Accept": "*/*",
+        }
+    )
+    for name, value in headers.items():
+        sent[name] = value
+    return sent
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 def deliver(*, url: str, method: str, body: bytes, headers: dict[str, str]) -> WebhookResponse:
-    """Send one request with every guard on. Raises ``PermanentActionError`` for a refused target or an
-    invalid request, ``RetryableActionError`` for timeouts and connection errors (no request leaves for
-    a refused target)."""
+    """Send one request with every guard on (urllib3, a keep-alive pool per pinned address). Raises
+    ``PermanentActionError`` for a refused target or an invalid request, ``RetryableActionError`` for
+    timeouts and connection errors (no request leaves for a refused target). No redirect is followed, no
+    proxy or environment variable is used, and the whole exchange is cut at the total timeout."""
     try:
-        parse_webhook_url(url)
+        target = parse_webhook_url(url)
     except WebhookURLError as exc:
         raise PermanentActionError(f"Webhook URL refused: {exc}") from None
     total = float(settings.AUTOMATIONS_WEBHOOK_TOTAL_TIMEOUT)
@@ -533,36 +533,44 @@ def deliver(*, url: str, method: str, body: bytes, headers: dict[str, str]) -> W
     try:
         with _Deadline(total) as deadline:
             try:
-                response = _session().request(
+                ip = target.ip_literal
+                if ip is None:
+                    ip = resolve_allowed(target.host, target.port)[0]
+                response = _pool(target, ip).urlopen(
                     method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=(connect, total),
-                    allow_redirects=False,
-                    stream=True,
+                    _path(url),
+                    body=body or None,
+                    headers=_request_headers(url, target, headers),
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                    timeout=Timeout(connect=connect, read=total),
+                    preload_content=False,
+                    decode_content=True,
                 )
                 content, truncated = _read_capped(response, deadline, cap)
                 if deadline.expired:
-                    raise requests.exceptions.ReadTimeout("deadline")
+                    raise urllib3.exceptions.ReadTimeoutError(None, url, "deadline")
             except WebhookURLError as exc:
                 raise PermanentActionError(f"Webhook URL refused: {exc}") from None
-            except requests.exceptions.ConnectTimeout:
+            except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass, for history
+                raise RetryableActionError(describe_network_error(exc, url)) from None
+            except urllib3.exceptions.ConnectTimeoutError:
                 raise RetryableActionError(f"Connection to the webhook timed out after {connect:g} s.") from None
-            except requests.exceptions.RequestException as exc:
-                if deadline.expired or isinstance(exc, requests.exceptions.Timeout):
-                    raise RetryableActionError(f"The webhook did not answer within {total:g} s.") from None
-                if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
-                    raise RetryableActionError(describe_network_error(exc, url)) from None
+            except (urllib3.exceptions.TimeoutError, TimeoutError):
+                raise RetryableActionError(f"The webhook did not answer within {total:g} s.") from None
+            except (urllib3.exceptions.LocationParseError, urllib3.exceptions.LocationValueError, ValueError) as exc:
                 raise PermanentActionError(f"The webhook request is invalid: {_short(exc)}") from None
-            except OSError as exc:  # socket errors surfacing outside requests' wrappers (e.g. DNS)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if deadline.expired:
+                    raise RetryableActionError(f"The webhook did not answer within {total:g} s.") from None
                 raise RetryableActionError(describe_network_error(exc, url)) from None
     finally:
         if response is not None:
             response.close()
     return WebhookResponse(
-        status_code=response.status_code,
-        body=content.decode(response.encoding or "utf-8", errors="replace"),
+        status_code=response.status,
+        body=content.decode(get_encoding_from_headers(response.headers) or "utf-8", errors="replace"),
         truncated=truncated,
         duration_ms=int((time.monotonic() - started) * 1000),
         headers={k: v for k, v in response.headers.items() if k.lower() in ("content-type", "location", "retry-after")},
@@ -570,7 +578,7 @@ def deliver(*, url: str, method: str, body: bytes, headers: dict[str, str]) -> W
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
-    """``exc`` and everything it wraps (requests wraps urllib3 wraps the socket's error), outermost first."""
+    """``exc`` and everything it wraps (urllib3 wraps the socket's error), outermost first."""
     found: list[BaseException] = []
     pending = [exc]
     while pending:
@@ -606,7 +614,7 @@ def describe_network_error(exc: BaseException, url: str) -> str:
             return f"Connection refused by {where}."
         if isinstance(cause, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
             return f"Connection reset by {where}."
-    if any(isinstance(cause, requests.exceptions.ChunkedEncodingError) for cause in causes):
+    if any(isinstance(cause, http.client.IncompleteRead) for cause in causes):  # urllib3's too
         return f"The connection to {where} broke off during the response."
     reasons = [cause.strerror for cause in causes if isinstance(cause, OSError) and cause.strerror]
     if reasons:

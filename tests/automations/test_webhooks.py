@@ -3,6 +3,7 @@
 
 import base64
 import datetime as dt
+import http.server
 import json
 import socket
 import ssl
@@ -411,14 +412,37 @@ def test_proxy_environment_variables_are_ignored(receiver, call_webhook, monkeyp
     assert call_webhook.execute(make_ctx(receiver.url_for("/hook")))["response"] == "direct"
 
 
-def test_the_session_is_reused(receiver, call_webhook):
-    receiver.expect_request("/hook").respond_with_data("ok")
-    ctx = make_ctx(receiver.url_for("/hook"))
-    call_webhook.execute(ctx)
-    session = webhooks._session()
-    call_webhook.execute(ctx)
-    assert webhooks._session() is session
-    assert len(receiver.log) == 2
+def test_deliveries_to_one_receiver_reuse_one_connection(call_webhook, settings):
+    """Keep-alive: one pool per pinned address, one TCP connection for back-to-back deliveries."""
+    settings.AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = True
+    connections = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            connections.append(self.client_address)
+            super().setup()
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ctx = make_ctx(f"http://127.0.0.1:{server.server_address[1]}/hook")
+        assert [call_webhook.execute(ctx)["response"] for _ in range(3)] == ["ok", "ok", "ok"]
+        assert len(connections) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_preview_renders_the_request_without_sending(receiver, call_webhook):
