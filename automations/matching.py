@@ -14,12 +14,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import conditions, sql
+from . import conditions, rule_cache, sql
 from .heartbeats import current as registration
 from .ledger import Run, new_lease
 from .models import AutomationEvent, AutomationLog, AutomationRule, RunStatus
 from .throttle import Throttle
-from .trigger_types import Event, trigger_names_for, trigger_types
+from .trigger_types import Event, trigger_types
 
 logger = logging.getLogger("automations")
 
@@ -42,10 +42,7 @@ def runs_for(events: list[AutomationEvent], now: dt.datetime) -> tuple[list[Auto
     """One run per (event, matching active rule): returns every run to log, and those to execute now
     (claimed by this worker). Throttled runs wait (``pending`` with their slot), runs of a chain that
     reached ``AUTOMATIONS_MAX_CHAIN_DEPTH`` are logged ``skipped``."""
-    trigger_names = sorted({name for e in events for name in trigger_names_for(e.event_type)})
-    rules_by_entity: dict[str, list[AutomationRule]] = {}
-    for rule in sql.load_active_rules([e.entity_id for e in events], trigger_names):
-        rules_by_entity.setdefault(str(rule.entity_id), []).append(rule)
+    rules_by_entity = rule_cache.cache.rules_by_entity(events)
     max_depth = settings.AUTOMATIONS_MAX_CHAIN_DEPTH
     lease = new_lease(now)
     throttle = Throttle(now)

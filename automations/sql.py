@@ -87,14 +87,31 @@ def _take_events_postgresql(*, ids: Sequence | None, limit: int, now: dt.datetim
         filters.append(f"AND {created} < %(before)s")
         params["before"] = created_before
     sql = f"""
-        UPDATE {table} SET {processed} = %(now)s
+        UPDATE {table} AS ev SET {processed} = %(now)s
         WHERE {pk} IN (
             SELECT {pk} FROM {table} WHERE {processed} IS NULL {" ".join(filters)}
             ORDER BY {created}, {pk} LIMIT %(limit)s FOR UPDATE SKIP LOCKED
         )
-        RETURNING *
+        RETURNING ev.*, {_rules_signature("ev")} AS rules_signature
     """  # noqa: S608 (identifiers from the model's metadata)
     return sorted(AutomationEvent.objects.raw(sql, params), key=lambda e: (e.created_at, e.pk))
+
+
+@functools.cache
+def _rules_signature(events: str) -> str:
+    """SQL for an event's ``rules_signature``: the row versions of its entity and of the entity's active
+    rules. Equal signatures mean the same rule and entity rows, unchanged: the worker's rule cache
+    (``automations.rule_cache``) serves them without asking the database again. Every update of a row
+    writes a new version with the updating transaction's id (``xmin``) at a new place (``ctid``): the pair
+    tells versions apart, also two written by one transaction (a transaction id repeats only after ~4
+    billion transactions; a ``VACUUM FULL`` moving rows only costs a reload)."""
+    rules, entity_id = _table(AutomationRule), _column(AutomationEvent, "entity_id")
+    return (
+        f"(SELECT en.xmin::text || en.ctid::text || ARRAY(SELECT r.{_quote(AutomationRule._meta.pk.column)}::text "  # noqa: S608
+        f"|| r.xmin::text || r.ctid::text FROM {rules} r WHERE r.{_column(AutomationRule, 'entity')} = "
+        f"{events}.{entity_id} AND r.{_column(AutomationRule, 'is_active')} ORDER BY 1)::text "
+        f"FROM {_table(Entity)} en WHERE en.{_quote(Entity._meta.pk.column)} = {events}.{entity_id})"
+    )  # identifiers from the models' metadata
 
 
 take_events = Statement(_take_events_orm, _take_events_postgresql)
