@@ -91,17 +91,33 @@ def _take_events_orm(*, ids: Sequence | None, limit: int, now: dt.datetime, crea
 
 
 def _take_events_postgresql(*, ids: Sequence | None, limit: int, now: dt.datetime, created_before=None) -> list:
+    params = {"now": now, "limit": limit}
+    if ids is not None:
+        params["ids"] = _uuids(ids)
+    if created_before is not None:
+        params["before"] = created_before
+    with connection.cursor() as cursor:
+        cursor.execute(_take_events_sql(ids is not None, created_before is not None), params)
+        rows = cursor.fetchall()
+    found = _converters(AutomationEvent, connection)
+    names = [f.attname for f in AutomationEvent._meta.concrete_fields]
+    events = []
+    for row in rows:
+        event = AutomationEvent.from_db(connection.alias, names, convert(row[:-1], found, connection))
+        event.rules_signature = row[-1]
+        events.append(event)
+    return sorted(events, key=lambda e: (e.created_at, e.pk))
+
+
+@functools.cache
+def _take_events_sql(with_ids: bool, with_before: bool) -> str:
     table = _table(AutomationEvent)
     processed, created = _column(AutomationEvent, "processed_at"), _column(AutomationEvent, "created_at")
     pk = _quote(AutomationEvent._meta.pk.column)
-    filters, params = [], {"now": now, "limit": limit}
-    if ids is not None:
-        filters.append(f"AND {pk} = ANY(%(ids)s)")
-        params["ids"] = _uuids(ids)
-    if created_before is not None:
+    filters = [f"AND {pk} = ANY(%(ids)s)"] if with_ids else []
+    if with_before:
         filters.append(f"AND {created} < %(before)s")
-        params["before"] = created_before
-    sql = f"""
+    return f"""
         UPDATE {table} AS ev SET {processed} = %(now)s
         WHERE {pk} IN (
             SELECT {pk} FROM {table} WHERE {processed} IS NULL {" ".join(filters)}
@@ -109,17 +125,14 @@ def _take_events_postgresql(*, ids: Sequence | None, limit: int, now: dt.datetim
         )
         RETURNING {select_list(AutomationEvent, "ev")}, {_rules_signature("ev")}
     """  # noqa: S608 (identifiers from the model's metadata)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    fields = AutomationEvent._meta.concrete_fields
-    found, names = field_converters(fields, connection), [f.attname for f in fields]
-    events = []
-    for row in rows:
-        event = AutomationEvent.from_db(connection.alias, names, convert(row[:-1], found, connection))
-        event.rules_signature = row[-1]
-        events.append(event)
-    return sorted(events, key=lambda e: (e.created_at, e.pk))
+
+
+def _converters(model, conn) -> list[tuple]:
+    """The ORM's converters for the model's columns, worked out once per connection object."""
+    cached = conn.__dict__.setdefault("_automations_converters", {})
+    if model not in cached:
+        cached[model] = field_converters(model._meta.concrete_fields, conn)
+    return cached[model]
 
 
 @functools.cache
