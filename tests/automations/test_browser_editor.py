@@ -104,6 +104,10 @@ def test_an_admin_builds_changes_and_restores_a_rule_without_typing_json(page, l
     # When: the status becomes Negotiation, chosen from the entity's status values.
     page.select_option("#id_trigger_type", "status_changed")
     to_status = page.locator("#rule-trigger [data-option=to_status] select")
+    # The entity's schema arrives by fetch after it is chosen; the trigger is drawn again with its statuses.
+    page.wait_for_function(
+        "document.querySelectorAll('#rule-trigger [data-option=to_status] select option').length > 1"
+    )
     assert to_status.locator("option").all_inner_texts()[1:] == ["Open", "Negotiation", "Won", "Lost"]
     to_status.select_option("Negotiation")
 
