@@ -383,7 +383,7 @@ def _claim_runs_postgresql(
     return sorted(AutomationLog.objects.raw(sql, params), key=_due_order)
 
 
-claim_runs = Statement(_claim_runs_orm, _claim_runs_postgresql)
+claim_runs = Statement(_claim_runs_orm, _claim_runs_postgresql, prepare=False)  # plans depend on the values
 
 
 # --------------------------------------------------------------------------- runs: successes in bulk
@@ -470,7 +470,7 @@ def _take_due_times_postgresql(*, limit: int, now: dt.datetime) -> list[DueTime]
     return sorted(DueTime.objects.raw(sql, {"now": now, "limit": limit}), key=lambda d: (d.due_at, d.id))
 
 
-take_due_times = Statement(_take_due_times_orm, _take_due_times_postgresql)
+take_due_times = Statement(_take_due_times_orm, _take_due_times_postgresql, prepare=False)  # plans depend on the values
 
 # --------------------------------------------------------------------------- the worker's poll
 
@@ -504,7 +504,7 @@ def _anything_due_postgresql(*, now: dt.datetime) -> bool:
         return cursor.fetchone()[0]
 
 
-anything_due = Statement(_anything_due_orm, _anything_due_postgresql)
+anything_due = Statement(_anything_due_orm, _anything_due_postgresql, prepare=False)  # plans depend on the values
 
 
 # --------------------------------------------------------------------------- events: the write path's insert

@@ -120,11 +120,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_PREPARED_STATEMENTS", True):
-    # Parameters bound by the server, and a statement run 5 times on a connection prepared (parsed and planned
-    # once): a third less PostgreSQL CPU per record, and no quoting in Python. Turn off behind a pooler in
-    # transaction mode that cannot keep prepared statements (PgBouncer before 1.21).
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
+# PostgreSQL: parameters bound by the server (no quoting in Python), and the hot fixed statements
+# (``config.sql.Statement``) prepared, parsed and planned once per connection: a third less PostgreSQL CPU per
+# record. ORM queries are never prepared (a generic plan, made without the values, can miss a partial index).
+# Turn off behind a pooler in transaction mode that cannot keep prepared statements (PgBouncer before 1.21).
+DB_PREPARED_STATEMENTS = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DB_PREPARED_STATEMENTS", True
+)
+if DB_PREPARED_STATEMENTS:
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

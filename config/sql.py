@@ -10,21 +10,38 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 
 class Statement:
-    """One statement in two forms: ``orm`` (any database) and ``postgresql`` (fixed SQL)."""
+    """One statement in two forms: ``orm`` (any database) and ``postgresql`` (fixed SQL).
 
-    def __init__(self, orm: Callable, postgresql: Callable):
+    With ``DB_PREPARED_STATEMENTS`` (the default) the fixed SQL is prepared on its first run on a connection
+    (parsed and planned once, then executed by name), unless ``prepare=False``: a statement whose best plan
+    depends on its values (a time range over a large table, a status matching a partial index) would keep
+    PostgreSQL's generic plan, made without them, so it is planned at every run. Nothing else is prepared:
+    ORM queries keep Django's default."""
+
+    def __init__(self, orm: Callable, postgresql: Callable, *, prepare: bool = True):
         self.orm = orm
         self.postgresql = postgresql
+        self.prepare = prepare
         self.__doc__ = orm.__doc__
 
     def __call__(self, *args, **kwargs):
-        vendor = connections[kwargs.get("using", DEFAULT_DB_ALIAS)].vendor
-        chosen = self.postgresql if vendor == "postgresql" else self.orm
-        return chosen(*args, **kwargs)
+        conn = connections[kwargs.get("using", DEFAULT_DB_ALIAS)]
+        if conn.vendor != "postgresql":
+            return self.orm(*args, **kwargs)
+        if not (self.prepare and settings.DB_PREPARED_STATEMENTS):
+            return self.postgresql(*args, **kwargs)
+        conn.ensure_connection()
+        raw = conn.connection
+        saved, raw.prepare_threshold = raw.prepare_threshold, 0  # prepare what runs now, on first use
+        try:
+            return self.postgresql(*args, **kwargs)
+        finally:
+            raw.prepare_threshold = saved
 
 
 def quote(name: str) -> str:
