@@ -25,7 +25,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from records.models import Record
@@ -266,7 +265,7 @@ def work_schedules(*, keep_going=None, pages: int = 20) -> list[AutomationLog]:
         with transaction.atomic():
             schedule = (
                 RuleSchedule.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(Q(next_fire_at__lte=now) | Q(firing_at__isnull=False) | Q(rebuilding=True))
+                .filter(sql.schedules_with_work(now))
                 .select_related("rule__entity")
                 .order_by("next_fire_at")
                 .first()

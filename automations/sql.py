@@ -22,8 +22,17 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Case, F, Q, Value, When
 
-from config.sql import Statement, column, convert, insert_row, quote, select_list, table
-from config.sql import converters as field_converters
+from config.sql import (
+    Statement,
+    column,
+    convert,
+    insert_row,
+    model_converters,
+    model_from_row,
+    quote,
+    select_list,
+    table,
+)
 from workspaces.models import Entity
 
 from .models import AutomationEvent, AutomationLog, AutomationRule, DueTime, RuleSchedule, RunStatus, WorkerProcess
@@ -99,11 +108,9 @@ def _take_events_postgresql(*, ids: Sequence | None, limit: int, now: dt.datetim
     with connection.cursor() as cursor:
         cursor.execute(_take_events_sql(ids is not None, created_before is not None), params)
         rows = cursor.fetchall()
-    found = _converters(AutomationEvent, connection)
-    names = [f.attname for f in AutomationEvent._meta.concrete_fields]
     events = []
     for row in rows:
-        event = AutomationEvent.from_db(connection.alias, names, convert(row[:-1], found, connection))
+        event = model_from_row(AutomationEvent, row[:-1], connection.alias)
         event.rules_signature = row[-1]
         events.append(event)
     return sorted(events, key=lambda e: (e.created_at, e.pk))
@@ -125,14 +132,6 @@ def _take_events_sql(with_ids: bool, with_before: bool) -> str:
         )
         RETURNING {select_list(AutomationEvent, "ev")}, {_rules_signature("ev")}
     """  # noqa: S608 (identifiers from the model's metadata)
-
-
-def _converters(model, conn) -> list[tuple]:
-    """The ORM's converters for the model's columns, worked out once per connection object."""
-    cached = conn.__dict__.setdefault("_automations_converters", {})
-    if model not in cached:
-        cached[model] = field_converters(model._meta.concrete_fields, conn)
-    return cached[model]
 
 
 @functools.cache
@@ -189,7 +188,7 @@ def _load_active_rules_postgresql(entity_ids, trigger_names, using: str = DEFAUL
     with conn.cursor() as cursor:
         cursor.execute(sql, [_uuids(entity_ids), list(trigger_names)])
         rows = cursor.fetchall()
-    rule_converters, entity_converters = field_converters(rule_fields, conn), field_converters(entity_fields, conn)
+    rule_converters, entity_converters = model_converters(AutomationRule, conn), model_converters(Entity, conn)
     split = len(rule_fields)
     entity_names, rule_names = [f.attname for f in entity_fields], [f.attname for f in rule_fields]
     entity_pk_index = split + entity_names.index(Entity._meta.pk.attname)
@@ -475,6 +474,11 @@ take_due_times = Statement(_take_due_times_orm, _take_due_times_postgresql, prep
 # --------------------------------------------------------------------------- the worker's poll
 
 
+def schedules_with_work(now: dt.datetime) -> Q:
+    """``RuleSchedule`` rows with work to do: an occurrence due, a firing going on, due times to rebuild."""
+    return Q(next_fire_at__lte=now) | Q(firing_at__isnull=False) | Q(rebuilding=True)
+
+
 def _anything_due_orm(*, now: dt.datetime) -> bool:
     """Is any time-based work due: a waiting run whose time has come (retry, throttled, after a delay), a due
     time, a schedule to fire, to go on firing or to rebuild? The worker's poll asks this first, in one
@@ -484,9 +488,7 @@ def _anything_due_orm(*, now: dt.datetime) -> bool:
             status__in=[RunStatus.PENDING, RunStatus.RETRYING], next_attempt_at__lte=now
         ).exists()
         or DueTime.objects.filter(due_at__lte=now).exists()
-        or RuleSchedule.objects.filter(
-            Q(next_fire_at__lte=now) | Q(firing_at__isnull=False) | Q(rebuilding=True)
-        ).exists()
+        or RuleSchedule.objects.filter(schedules_with_work(now)).exists()
     )
 
 

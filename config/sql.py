@@ -80,12 +80,19 @@ def convert(values, found_converters, conn) -> list:
     return converted
 
 
+def model_converters(model, conn) -> list[tuple]:
+    """``converters`` of the model's concrete fields, worked out once per connection object."""
+    cached = conn.__dict__.setdefault("_fixed_sql_converters", {})
+    if model not in cached:
+        cached[model] = converters(model._meta.concrete_fields, conn)
+    return cached[model]
+
+
 def model_from_row(model, row: Sequence, using: str = DEFAULT_DB_ALIAS):
     """A model instance from the values of ``select_list(model, …)``, as the ORM would build it."""
-    fields = model._meta.concrete_fields
     conn = connections[using]
-    values = convert(row, converters(fields, conn), conn)
-    return model.from_db(using, [f.attname for f in fields], values)
+    values = convert(row, model_converters(model, conn), conn)
+    return model.from_db(using, [f.attname for f in model._meta.concrete_fields], values)
 
 
 @functools.cache
