@@ -25,7 +25,7 @@ class RuleCache:
     def __init__(self, size: int = ENTITIES_KEPT) -> None:
         self.size = size
         self._entries: OrderedDict[str, tuple[str, list[AutomationRule]]] = OrderedDict()
-        self.loads = 0  # rules queries made (the tests and the bench read it)
+        self.loads = 0  # rules queries made (the tests read it)
 
     def rules_by_entity(self, events: Sequence[AutomationEvent]) -> dict[str, list[AutomationRule]]:
         """The active rules of the events' entities, by entity id (as text). Without a signature on every

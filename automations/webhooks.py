@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import certifi
 import urllib3
@@ -493,10 +493,10 @@ def _read_capped(response: BaseHTTPResponse, deadline: _Deadline, cap: int) -> t
     return bytes(buffer), False
 
 
-def _request_headers(url: str, target: WebhookTarget, headers: dict[str, str]) -> HTTPHeaderDict:
+def _request_headers(parts: SplitResult, target: WebhookTarget, headers: dict[str, str]) -> HTTPHeaderDict:
     """What every delivery sends (``Host`` with the name, not the pinned address; our ``User-Agent``), then
     the rule's headers, which win (names compared case-insensitively)."""
-    port = urlsplit(url).port
+    port = parts.port
     host = f"[{target.host}]" if ":" in target.host else target.host
     sent = HTTPHeaderDict(
         {
@@ -511,8 +511,7 @@ def _request_headers(url: str, target: WebhookTarget, headers: dict[str, str]) -
     return sent
 
 
-def _path(url: str) -> str:
-    parts = urlsplit(url)
+def _path(parts: SplitResult) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
@@ -536,11 +535,12 @@ def deliver(*, url: str, method: str, body: bytes, headers: dict[str, str]) -> W
                 ip = target.ip_literal
                 if ip is None:
                     ip = resolve_allowed(target.host, target.port)[0]
+                parts = urlsplit(url)
                 response = _pool(target, ip).urlopen(
                     method,
-                    _path(url),
+                    _path(parts),
                     body=body or None,
-                    headers=_request_headers(url, target, headers),
+                    headers=_request_headers(parts, target, headers),
                     retries=False,
                     redirect=False,
                     assert_same_host=False,
