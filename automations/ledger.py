@@ -73,9 +73,7 @@ def claim(
 
 def finish(log: AutomationLog, **fields) -> bool:
     """Write the run's new state if this worker still holds its lease."""
-    updated = AutomationLog.objects.filter(pk=log.pk, status=RunStatus.RUNNING, lease_until=log.lease_until).update(
-        **fields
-    )
+    updated = sql.update_held(log.pk, log.lease_until, fields)
     for key, value in fields.items():
         setattr(log, key, value)
     if not updated:

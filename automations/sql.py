@@ -443,6 +443,41 @@ def _finish_successes_postgresql(group: list[tuple[AutomationLog, dict]], lease:
 
 finish_successes = Statement(_finish_successes_orm, _finish_successes_postgresql)
 
+
+def _update_held_orm(pk, lease_until, fields: dict) -> int:
+    """Write ``fields`` of one run if it is still held with ``lease_until`` (running, the same lease: not
+    taken over); returns the number of rows written (0 or 1)."""
+    return AutomationLog.objects.filter(pk=pk, status=RunStatus.RUNNING, lease_until=lease_until).update(**fields)
+
+
+def _update_held_postgresql(pk, lease_until, fields: dict) -> int:
+    """One fixed statement per set of field names (the ledger writes a handful: a step done, a retry, a
+    wait, a success, an error), its values prepared as the ORM's update prepares them."""
+    if any(hasattr(value, "resolve_expression") for value in fields.values()):
+        return _update_held_orm(pk, lease_until, fields)  # an expression: the ORM compiles it
+    meta = AutomationLog._meta
+    values = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(_update_held_sql(tuple(fields)), [*values, pk, RunStatus.RUNNING, lease_until])
+        return cursor.rowcount
+
+
+@functools.cache
+def _update_held_sql(names: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{_column(AutomationLog, name)} = %s" for name in names)
+    pk, status, lease = (
+        _quote(AutomationLog._meta.pk.column),
+        _column(AutomationLog, "status"),
+        _column(AutomationLog, "lease_until"),
+    )
+    return (
+        f"UPDATE {_table(AutomationLog)} SET {sets} "  # noqa: S608 (identifiers from the model's metadata)
+        f"WHERE {pk} = %s AND {status} = %s AND {lease} IS NOT DISTINCT FROM %s"
+    )
+
+
+update_held = Statement(_update_held_orm, _update_held_postgresql)
+
 # --------------------------------------------------------------------------- due times: take the ones that came
 
 
@@ -529,6 +564,7 @@ STATEMENTS = {
     "insert_runs": insert_runs,
     "claim_runs": claim_runs,
     "finish_successes": finish_successes,
+    "update_held": update_held,
     "take_due_times": take_due_times,
     "insert_event": insert_event,
     "anything_due": anything_due,

@@ -266,3 +266,31 @@ def _waiting_run(rule, record):
 def test_every_statement_is_covered_here():
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(sql.STATEMENTS) <= tested
+
+
+def test_update_held(entity, make_rule):
+    make_rule()
+    for i in range(3):
+        services.record_create(entity=entity, data={"name": f"L{i}"})
+    runs = matching.take_and_match(limit=10).runs
+    held, taken, unleased = (log for log, _ in runs)
+    AutomationLog.objects.filter(pk=taken.pk).update(lease_until=taken.lease_until + dt.timedelta(seconds=5))
+    AutomationLog.objects.filter(pk=unleased.pk).update(lease_until=None)
+    states = [{"index": 0, "status": "success", "result": {"text": "é\"'"}}]
+    writes = [
+        (held, {"current_step": 1, "step_states": states, "attempts": 1, "result": {"n": 1}}),
+        (held, {"status": RunStatus.SUCCESS, "result": None, "error": "", "finished_at": T0, "lease_until": None}),
+        (taken, {"status": RunStatus.ERROR, "error": "lost"}),  # another worker's now: not written
+        (unleased, {"result": [1, "two"], "next_attempt_at": T0}),  # held without a lease (IS NULL)
+    ]
+
+    def observe():
+        return rows(AutomationLog)
+
+    for log, fields in writes:
+        lease = None if log is unleased else held.lease_until
+        orm, raw = in_both_forms(
+            sql.update_held, lambda form, pk=log.pk, lease=lease, fields=fields: form(pk, lease, fields), observe
+        )
+        assert orm == raw
+        assert raw[0] == (0 if log is taken else 1)
