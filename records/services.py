@@ -44,6 +44,11 @@ def record_create(*, entity: Entity, data: Any, actor=None) -> Record:
     return record
 
 
+def record_locked(record_id) -> Record | None:
+    """The record, locked for a change until the caller's transaction ends; None if it is gone."""
+    return sql.record_for_update(record_id)
+
+
 def record_update(*, record: Record, data: Any, actor=None, merge: bool = True) -> Record:
     """PATCH (``merge=True``): given keys replace theirs. PUT (``merge=False``): ``data`` replaces all.
     A write that changes nothing saves nothing (and so fires nothing)."""

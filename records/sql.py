@@ -1,16 +1,19 @@
-"""The record write path's insert as fixed SQL for PostgreSQL, beside the ORM statement it replaces
-(``config.sql.Statement``): compiling ``Model.save`` costs about as much as the insert itself, on every API
-write. ``tests/records/test_sql.py`` runs both forms on PostgreSQL and compares the rows they leave and the
+"""The record write path's insert, and the locked read of a record an automation step changes, as fixed SQL
+for PostgreSQL beside the ORM statements they replace (``config.sql.Statement``): compiling the ORM query
+costs about as much as running it, on every API write and every field-update step. ``tests/records/
+test_sql.py`` runs both forms on PostgreSQL and compares what they return, the rows they leave and the
 signals they send."""
 
 from __future__ import annotations
 
 import copy
+import functools
+import uuid
 
 from django.db import connection
 from django.db.models.signals import post_save, pre_save
 
-from config.sql import Statement, insert_row
+from config.sql import Statement, insert_row, model_from_row, quote, select_list, table
 
 from .models import Record
 
@@ -31,3 +34,25 @@ def _insert_record_postgresql(record: Record) -> None:
 
 
 insert_record = Statement(_insert_record_orm, _insert_record_postgresql)
+
+
+def _record_for_update_orm(record_id) -> Record | None:
+    """The record, locked until the caller's transaction ends (``SELECT ... FOR UPDATE``); None if it is gone."""
+    return next(iter(Record.objects.filter(pk=record_id).order_by().select_for_update()[:1]), None)
+
+
+def _record_for_update_postgresql(record_id) -> Record | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_record_for_update_sql(), [uuid.UUID(str(record_id))])
+        row = cursor.fetchone()
+    return None if row is None else model_from_row(Record, row, connection.alias)
+
+
+@functools.cache
+def _record_for_update_sql() -> str:
+    name = table(Record)
+    pk = quote(Record._meta.pk.column)
+    return f"SELECT {select_list(Record, name)} FROM {name} WHERE {name}.{pk} = %s FOR UPDATE"  # noqa: S608
+
+
+record_for_update = Statement(_record_for_update_orm, _record_for_update_postgresql)

@@ -8,7 +8,7 @@ from django.db import transaction
 from rest_framework import serializers
 
 from records.models import Record
-from records.services import record_update
+from records.services import record_locked, record_update
 from workspaces.field_types import FieldValueError, field_types
 
 from ..context import RunContext
@@ -84,10 +84,11 @@ class UpdateField(ActionType):
         config = ctx.config or {}
         field_name = config.get("field_name", "")
         record_id = ctx.record_id
-        queryset = Record.objects.filter(pk=record_id).order_by()
-        if for_update:
-            queryset = queryset.select_for_update()
-        record = next(iter(queryset[:1]), None) if record_id else None
+        record = None
+        if record_id and for_update:
+            record = record_locked(record_id)
+        elif record_id:
+            record = next(iter(Record.objects.filter(pk=record_id).order_by()[:1]), None)
         if record is None:
             raise PermanentActionError(f"The record {record_id} no longer exists; nothing to update.")
         record.entity = ctx.entity  # the rule's entity, already loaded (a record never changes entity)

@@ -78,3 +78,40 @@ def test_insert_record(entity):
     assert [name for name, _, _ in seen["postgresql"]["signals"]] == ["pre_save", "post_save"]
     assert seen["postgresql"]["event"]["event_type"] == "created"
     assert not Record.objects.filter(pk=record_id).exists()
+
+
+def test_record_for_update(entity):
+    actor = UserFactory()
+    record = Record.objects.create(
+        workspace_id=entity.workspace_id, entity=entity, data={"name": "Ada", "n": [1, 2]}, created_by=actor
+    )
+    seen = {}
+    for form in ("orm", "postgresql"):
+        with transaction.atomic():
+            found = getattr(sql.record_for_update, form)(str(record.pk))
+            missing = getattr(sql.record_for_update, form)(uuid.uuid4())
+            seen[form] = (columns(found), found.previous_data, found._state.adding, found._state.db, missing)
+    assert seen["orm"] == seen["postgresql"]
+    assert seen["postgresql"][0]["data"] == {"name": "Ada", "n": [1, 2]} and seen["postgresql"][4] is None
+    assert seen["postgresql"][1] == {"name": "Ada", "n": [1, 2]} and seen["postgresql"][2] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_for_update_holds_the_row_lock(entity):
+    """Another connection cannot lock the row while the caller's transaction holds it."""
+    import psycopg
+
+    record = Record.objects.create(workspace_id=entity.workspace_id, entity=entity, data={"name": "Ada"})
+    db = connection.settings_dict
+    other = psycopg.connect(
+        dbname=db["NAME"], user=db["USER"] or None, host=db["HOST"] or None, port=db["PORT"] or None, autocommit=True
+    )
+    lock = f"SELECT 1 FROM {Record._meta.db_table} WHERE id = %s FOR UPDATE NOWAIT"  # noqa: S608
+    try:
+        with transaction.atomic():
+            assert sql.record_for_update(record.pk).pk == record.pk
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute(lock, [record.pk])
+        assert other.execute(lock, [record.pk]).fetchone() == (1,)  # released at the commit
+    finally:
+        other.close()
