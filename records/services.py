@@ -127,8 +127,16 @@ def task_create(
     if task.status == Task.Status.DONE:
         task.completed_at = timezone.now()
     with transaction.atomic(savepoint=False):
-        task.save(force_insert=True)
+        sql.insert_task(task)
     return task
+
+
+def task_step_state(*, run_id, record_id) -> tuple[Task | None, bool]:
+    """For an automation run's task step, in one query while the step has made nothing yet: the task it
+    made (with its assignee; a retry after a crash finds it), and whether the record still exists."""
+    made_id, record_exists = sql.task_step_lookup(run_id, record_id)
+    made = Task.objects.select_related("assignee").get(pk=made_id) if made_id is not None else None
+    return made, record_exists
 
 
 @transaction.atomic

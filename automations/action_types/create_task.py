@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from records.models import Record, Task
-from records.services import task_create
+from records.services import task_create, task_step_state
 
 from ..context import RunContext
 from ..exceptions import PermanentActionError
@@ -96,13 +96,11 @@ class CreateTask(ActionType):
     def execute(self, ctx: RunContext) -> dict[str, Any]:
         run_id = ctx.step_run_id
         with transaction.atomic():
-            if run_id is not None:
-                made = Task.objects.filter(created_by_run_id=run_id).select_related("assignee")[:1]
-                existing = next(iter(made), None)
-                if existing is not None:  # this step of this run already created its task (a retry after a crash)
-                    return self._result(existing)
+            existing, record_exists = task_step_state(run_id=run_id, record_id=ctx.record_id)
+            if existing is not None:  # this step of this run already created its task (a retry after a crash)
+                return self._result(existing)
             fields = self.build(ctx)
-            record = Record.objects.filter(pk=ctx.record_id).only("id").first() if ctx.record_id else None
+            record = Record(pk=ctx.record_id) if record_exists else None  # linked by id: no need to load it
             task = task_create(
                 workspace=ctx.rule.workspace_id,
                 title=fields["title"],

@@ -12,7 +12,7 @@ from django.db.models.signals import post_save, pre_save
 
 from automations.models import AutomationEvent
 from records import sql
-from records.models import Record
+from records.models import Record, Task
 from tests.factories import UserFactory
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
@@ -115,3 +115,69 @@ def test_record_for_update_holds_the_row_lock(entity):
         assert other.execute(lock, [record.pk]).fetchone() == (1,)  # released at the commit
     finally:
         other.close()
+
+
+def test_insert_task(entity):
+    record = Record.objects.create(workspace_id=entity.workspace_id, entity=entity, data={"name": "Ada"})
+    task_id, run_id, rule_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    seen = {}
+    for form in ("orm", "postgresql"):
+        signals = []
+
+        def saved(sender, instance, signals=signals, **kwargs):
+            signals.append((kwargs["signal"] is post_save, kwargs.get("created"), instance.pk))
+
+        pre_save.connect(saved, sender=Task, dispatch_uid="test-task-pre")
+        post_save.connect(saved, sender=Task, dispatch_uid="test-task-post")
+        try:
+            with time_machine.travel(T0, tick=False), transaction.atomic():
+                task = Task(
+                    id=task_id,
+                    workspace_id=entity.workspace_id,
+                    record=Record(pk=record.pk),
+                    title="Call Ada",
+                    due_date=dt.date(2026, 3, 3),
+                    created_by_rule_id=rule_id,
+                    created_by_run_id=run_id,
+                )
+                getattr(sql.insert_task, form)(task)
+                seen[form] = (columns(Task.objects.get(pk=task_id)), columns(task), task._state.adding, signals)
+                raise _Rollback
+        except _Rollback:
+            pass
+        finally:
+            pre_save.disconnect(dispatch_uid="test-task-pre", sender=Task)
+            post_save.disconnect(dispatch_uid="test-task-post", sender=Task)
+    assert seen["orm"] == seen["postgresql"]
+    row = seen["postgresql"][0]
+    assert row["created_at"] == T0 and row["record_id"] == record.pk and row["status"] == Task.Status.OPEN
+    assert seen["postgresql"][3] == [(False, None, task_id), (True, True, task_id)]
+
+
+def test_task_step_lookup(entity):
+    record = Record.objects.create(workspace_id=entity.workspace_id, entity=entity, data={"name": "Ada"})
+    run_id = uuid.uuid4()
+    cases = [
+        (run_id, record.pk),
+        (None, record.pk),
+        (run_id, uuid.uuid4()),
+        (run_id, None),
+        (str(run_id), str(record.pk)),
+    ]
+
+    def both():
+        return [(sql.task_step_lookup.orm(*case), sql.task_step_lookup.postgresql(*case)) for case in cases]
+
+    before = both()
+    assert all(orm == raw for orm, raw in before)
+    assert [raw for _, raw in before] == [(None, True), (None, True), (None, False), (None, False), (None, True)]
+    made = Task.objects.create(workspace_id=entity.workspace_id, title="Call", created_by_run_id=run_id)
+    after = both()
+    assert all(orm == raw for orm, raw in after)
+    assert [raw for _, raw in after] == [
+        (made.pk, True),
+        (None, True),
+        (made.pk, False),
+        (made.pk, False),
+        (made.pk, True),
+    ]
