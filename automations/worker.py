@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import signal
 import threading
 import time
@@ -91,6 +92,23 @@ class Waker:
         position, count = self.slot
         return int(payload) % count == position
 
+    def _received(self) -> bool:
+        """Read what the server sent so far (never blocks) and consume its notifications; True if one was
+        for this worker. Straight on libpq (``PQconsumeInput``, ``PQnotifies``): psycopg's ``notifies()``
+        generator costs several times as much, and this runs twice per run when records arrive one at a time."""
+        pgconn = self.conn.pgconn
+        pgconn.consume_input()
+        mine = False
+        while (notify := pgconn.notifies()) is not None:
+            mine = mine or self.mine(notify.extra.decode())
+        return mine
+
+    def _failed(self, exc: Exception) -> None:
+        """The listener is an optimisation: without it, poll for a while."""
+        logger.warning("LISTEN connection failed (%s); polling for 5 s", exc)
+        self.close()
+        self._retry_at = time.monotonic() + 5
+
     def wait(self, timeout: float) -> None:
         """Until a notification for this worker arrives, or ``timeout`` seconds."""
         if timeout <= 0:
@@ -102,14 +120,12 @@ class Waker:
         try:
             if self.conn is None or self.conn.closed:
                 self._connect()
+            fd = self.conn.pgconn.socket
             while (remaining := deadline - time.monotonic()) > 0:
-                for notify in self.conn.notifies(timeout=remaining, stop_after=1):
-                    if self.mine(notify.payload):
-                        return
-        except Exception as exc:  # the listener is an optimisation: fall back to polling for a while
-            logger.warning("LISTEN connection failed (%s); polling for 5 s", exc)
-            self.close()
-            self._retry_at = time.monotonic() + 5
+                if select.select([fd], [], [], remaining)[0] and self._received():
+                    return
+        except Exception as exc:
+            self._failed(exc)
             time.sleep(max(0.0, deadline - time.monotonic()))
 
     @property
@@ -122,27 +138,23 @@ class Waker:
         "nothing since" proves the claim saw everything meant for this worker (no lost wake-up)."""
         if not self.listening:
             return True
-        received = False
         try:
-            for notify in self.conn.notifies(timeout=0):
-                received = received or self.mine(notify.payload)
+            return self._received()
         except Exception as exc:
-            logger.warning("LISTEN connection failed (%s); polling for 5 s", exc)
-            self.close()
-            self._retry_at = time.monotonic() + 5
+            self._failed(exc)
             return True
-        return received
 
     def wake_all(self) -> None:
         """A notification every idle worker answers: this one found a backlog (a full batch) and wants help
-        now rather than at the others' next poll."""
+        now rather than at the others' next poll. Sent on the worker's own connection: the listening one is
+        only read through libpq (a notification psycopg met while running a command there would be kept
+        where ``_received`` does not look)."""
         if self.listening:
             try:
-                self.conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-            except Exception as exc:
-                logger.warning("LISTEN connection failed (%s); polling for 5 s", exc)
-                self.close()
-                self._retry_at = time.monotonic() + 5
+                with connection.cursor() as cursor:
+                    cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+            except DatabaseError as exc:  # the next claim meets the outage and backs off
+                logger.warning("could not wake the other workers (%s)", exc)
 
     def close(self) -> None:
         if self.conn is not None:
