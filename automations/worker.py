@@ -153,7 +153,7 @@ class Waker:
             try:
                 with connection.cursor() as cursor:
                     cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-            except DatabaseError as exc:  # the next claim meets the outage and backs off
+            except (DatabaseError, InterfaceError) as exc:  # the next claim meets the outage and backs off
                 logger.warning("could not wake the other workers (%s)", exc)
 
     def close(self) -> None:
