@@ -224,6 +224,51 @@ def test_a_worker_wakes_only_for_the_notifications_of_its_slot():
     waker.close()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_with_a_backlog_wakes_every_idle_worker_whatever_its_slot():
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    idle, busy = Waker(), Waker()
+    idle.slot, busy.slot = (1, 2), (0, 2)
+    for waker in (idle, busy):
+        waker.wait(0.01)  # connects and LISTENs
+    busy.wake_all()
+    started = time.monotonic()
+    idle.wait(5)
+    assert time.monotonic() - started < 2
+    for waker in (idle, busy):
+        waker.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_listening_connection_cut_by_the_server_falls_back_to_polling_then_listens_again():
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    waker = Waker()
+    waker.wait(0.01)
+    pid = waker.conn.info.backend_pid
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    deadline = time.monotonic() + 5
+    woken = False
+    while waker.listening:  # the cut is seen at a read, as a wake-up (claim now, poll meanwhile)
+        assert time.monotonic() < deadline, "the cut connection was never noticed"
+        woken = waker.drain()
+        time.sleep(0.01)
+    assert woken
+    started = time.monotonic()
+    waker.wait(0.2)  # polling: a plain sleep
+    assert 0.15 <= time.monotonic() - started < 2
+    waker._retry_at = 0.0  # the 5 s back-off is over
+    waker.wait(0.01)
+    assert waker.listening and waker.conn.info.backend_pid != pid
+    _notify("")
+    started = time.monotonic()
+    waker.wait(5)
+    assert time.monotonic() - started < 2
+    waker.close()
+
+
 @pytest.mark.django_db
 def test_a_workers_slot_is_its_place_among_the_live_workers_of_its_queue():
     now = timezone.now()
