@@ -40,6 +40,11 @@ def _insert_record_postgresql(record: Record) -> None:
 insert_record = Statement(_insert_record_orm, _insert_record_postgresql)
 
 
+def _uuid(value) -> uuid.UUID | None:
+    """An id as the driver binds a ``uuid`` column (a string would be sent as text)."""
+    return uuid.UUID(str(value)) if value else None
+
+
 def _record_for_update_orm(record_id) -> Record | None:
     """The record, locked until the caller's transaction ends (``SELECT ... FOR UPDATE``); None if it is gone."""
     return next(iter(Record.objects.filter(pk=record_id).order_by().select_for_update()[:1]), None)
@@ -47,7 +52,7 @@ def _record_for_update_orm(record_id) -> Record | None:
 
 def _record_for_update_postgresql(record_id) -> Record | None:
     with connection.cursor() as cursor:
-        cursor.execute(_record_for_update_sql(), [uuid.UUID(str(record_id))])
+        cursor.execute(_record_for_update_sql(), [_uuid(record_id)])
         row = cursor.fetchone()
     return None if row is None else model_from_row(Record, row, connection.alias)
 
@@ -67,11 +72,7 @@ def _insert_task_orm(task: Task) -> None:
     task.save(force_insert=True)
 
 
-def _insert_task_postgresql(task: Task) -> None:
-    _saved_as_new(task)
-
-
-insert_task = Statement(_insert_task_orm, _insert_task_postgresql)
+insert_task = Statement(_insert_task_orm, _saved_as_new)
 
 
 def _task_step_lookup_orm(run_id, record_id) -> tuple:
@@ -83,10 +84,7 @@ def _task_step_lookup_orm(run_id, record_id) -> tuple:
 
 def _task_step_lookup_postgresql(run_id, record_id) -> tuple:
     with connection.cursor() as cursor:
-        cursor.execute(
-            _task_step_lookup_sql(),
-            [uuid.UUID(str(run_id)) if run_id else None, uuid.UUID(str(record_id)) if record_id else None],
-        )
+        cursor.execute(_task_step_lookup_sql(), [_uuid(run_id), _uuid(record_id)])
         made, exists = cursor.fetchone()
     return made, exists
 
