@@ -452,9 +452,8 @@ def _update_held_orm(pk, lease_until, fields: dict) -> int:
 
 def _update_held_postgresql(pk, lease_until, fields: dict) -> int:
     """One fixed statement per set of field names (the ledger writes a handful: a step done, a retry, a
-    wait, a success, an error), its values prepared as the ORM's update prepares them."""
-    if any(hasattr(value, "resolve_expression") for value in fields.values()):
-        return _update_held_orm(pk, lease_until, fields)  # an expression: the ORM compiles it
+    wait, a success, an error), its values (plain values, not expressions) prepared as the ORM's update
+    prepares them."""
     meta = AutomationLog._meta
     values = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
     with connection.cursor() as cursor:

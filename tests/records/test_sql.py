@@ -2,6 +2,7 @@
 same row, the same signals (the automation engine's event comes from ``post_save``), the same instance
 state afterwards. The ORM form runs on SQLite through the rest of the suite."""
 
+import contextlib
 import datetime as dt
 import uuid
 
@@ -28,6 +29,18 @@ class _Rollback(Exception):
     pass
 
 
+@contextlib.contextmanager
+def connected(model, pre, post):
+    """Inside the block, ``pre`` and ``post`` receive the model's ``pre_save`` and ``post_save`` signals."""
+    pre_save.connect(pre, sender=model, dispatch_uid="test-pre")
+    post_save.connect(post, sender=model, dispatch_uid="test-post")
+    try:
+        yield
+    finally:
+        pre_save.disconnect(dispatch_uid="test-pre", sender=model)
+        post_save.disconnect(dispatch_uid="test-post", sender=model)
+
+
 def columns(obj) -> dict:
     return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
 
@@ -45,10 +58,8 @@ def test_insert_record(entity):
         def post(sender, instance, signals=signals, **kwargs):
             signals.append(("post_save", instance.pk, sorted((k, v) for k, v in kwargs.items() if k != "signal")))
 
-        pre_save.connect(pre, sender=Record, dispatch_uid="test-pre")
-        post_save.connect(post, sender=Record, dispatch_uid="test-post")
         try:
-            with time_machine.travel(T0, tick=False), transaction.atomic():
+            with connected(Record, pre, post), time_machine.travel(T0, tick=False), transaction.atomic():
                 record = Record(
                     id=record_id,
                     workspace_id=entity.workspace_id,
@@ -70,9 +81,6 @@ def test_insert_record(entity):
                 raise _Rollback
         except _Rollback:
             pass
-        finally:
-            pre_save.disconnect(dispatch_uid="test-pre", sender=Record)
-            post_save.disconnect(dispatch_uid="test-post", sender=Record)
     assert seen["orm"] == seen["postgresql"]
     assert seen["postgresql"]["row"]["created_at"] == T0 and seen["postgresql"]["state"][0] is False
     assert [name for name, _, _ in seen["postgresql"]["signals"]] == ["pre_save", "post_save"]
@@ -127,10 +135,8 @@ def test_insert_task(entity):
         def saved(sender, instance, signals=signals, **kwargs):
             signals.append((kwargs["signal"] is post_save, kwargs.get("created"), instance.pk))
 
-        pre_save.connect(saved, sender=Task, dispatch_uid="test-task-pre")
-        post_save.connect(saved, sender=Task, dispatch_uid="test-task-post")
         try:
-            with time_machine.travel(T0, tick=False), transaction.atomic():
+            with connected(Task, saved, saved), time_machine.travel(T0, tick=False), transaction.atomic():
                 task = Task(
                     id=task_id,
                     workspace_id=entity.workspace_id,
@@ -145,9 +151,6 @@ def test_insert_task(entity):
                 raise _Rollback
         except _Rollback:
             pass
-        finally:
-            pre_save.disconnect(dispatch_uid="test-task-pre", sender=Task)
-            post_save.disconnect(dispatch_uid="test-task-post", sender=Task)
     assert seen["orm"] == seen["postgresql"]
     row = seen["postgresql"][0]
     assert row["created_at"] == T0 and row["record_id"] == record.pk and row["status"] == Task.Status.OPEN
